@@ -1,0 +1,1 @@
+//! Placeholder: gossip sans-IO state machine (issue 3).

@@ -1,0 +1,461 @@
+//! Kademlia peer-to-peer messages (types 660–680). Each request travels on its own QUIC
+//! stream and is answered on the same stream; see `docs/protocol.md`.
+//!
+//! # Format
+//! Header: `size u32 | type u16` (see [`crate::frame`]). Bodies:
+//! ```text
+//! PING             660  (empty)
+//! STORE            661  ttl u32 | replication u8 | reserved u8 | version u64 | key [32] | value
+//! FIND_NODE        662  target [32]
+//! FIND_VALUE       663  key [32]
+//! PONG             670  (empty)
+//! STORE_REPLY      671  key [32] | status u8 (0 = stored, 1 = refused)
+//! FIND_NODE_REPLY  672  count u8 | count × contact
+//! FIND_VALUE_REPLY 673  found u8 = 1 | ttl u32 | version u64 | value
+//!                       found u8 = 0 | count u8 | count × contact
+//! ERROR            680  code u16 | message (UTF-8)
+//! contact:              node id [32] | family u8 (4 or 6) | address [4 or 16] | port u16
+//! ```
+
+use crate::dht_api::MAX_VALUE_LEN;
+use crate::frame::{exact_peer_frame, put_peer_header, DecodeError, PEER_HEADER_LEN};
+use crate::id::{Key, NodeId};
+use crate::wire::Reader;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// PING: are you alive?
+pub const PING: u16 = 660;
+/// STORE: keep this record.
+pub const STORE: u16 = 661;
+/// FIND_NODE: which nodes do you know closest to this id?
+pub const FIND_NODE: u16 = 662;
+/// FIND_VALUE: the value for this key, or closer nodes.
+pub const FIND_VALUE: u16 = 663;
+/// Reply to PING.
+pub const PONG: u16 = 670;
+/// Reply to STORE.
+pub const STORE_REPLY: u16 = 671;
+/// Reply to FIND_NODE.
+pub const FIND_NODE_REPLY: u16 = 672;
+/// Reply to FIND_VALUE.
+pub const FIND_VALUE_REPLY: u16 = 673;
+/// An error reply to any request.
+pub const ERROR: u16 = 680;
+
+/// Most contacts one reply may carry.
+pub const MAX_CONTACTS: usize = 255;
+
+/// A record's version: the storing client's wall-clock time in milliseconds shifted left
+/// 16 bits, plus a 16-bit tie-break. Larger is newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// Builds a version from a Unix time in milliseconds and a tie-break.
+    pub fn new(unix_millis: u64, tie_break: u16) -> Version {
+        Version((unix_millis << 16) | u64::from(tie_break))
+    }
+}
+
+/// A peer as others can reach it: its id and its overlay address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// The node id (SHA-256 of its public key).
+    pub id: NodeId,
+    /// Where its overlay endpoint listens.
+    pub addr: SocketAddr,
+}
+
+/// A Kademlia message between peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KadMessage {
+    /// Liveness check.
+    Ping,
+    /// Ask the peer to keep a record.
+    Store {
+        /// The key.
+        key: Key,
+        /// The value, at most [`MAX_VALUE_LEN`] bytes.
+        value: Bytes,
+        /// Seconds the record has left to live.
+        ttl_secs: u32,
+        /// Replication the client asked for; holders use it when they republish.
+        replication: u8,
+        /// The record's version; a holder keeps the newest.
+        version: Version,
+    },
+    /// Ask for the contacts closest to `target`.
+    FindNode {
+        /// The id looked up.
+        target: Key,
+    },
+    /// Ask for the value under `key`, or else the closest contacts.
+    FindValue {
+        /// The key looked up.
+        key: Key,
+    },
+    /// Reply to [`KadMessage::Ping`].
+    Pong,
+    /// Reply to [`KadMessage::Store`].
+    StoreReply {
+        /// The key the STORE was for.
+        key: Key,
+        /// Whether the record is now held (false: refused, e.g. an older version or full).
+        stored: bool,
+    },
+    /// Reply to [`KadMessage::FindNode`].
+    FindNodeReply {
+        /// Closest known contacts, nearest first.
+        contacts: Vec<Contact>,
+    },
+    /// Reply to [`KadMessage::FindValue`] when the value is held.
+    FoundValue {
+        /// The value.
+        value: Bytes,
+        /// Seconds it has left to live.
+        ttl_secs: u32,
+        /// Its version.
+        version: Version,
+    },
+    /// Reply to [`KadMessage::FindValue`] when the value is not held.
+    ValueNotFound {
+        /// Closest known contacts, nearest first.
+        contacts: Vec<Contact>,
+    },
+    /// The request could not be served.
+    Error {
+        /// A machine-readable code (see docs/protocol.md).
+        code: u16,
+        /// A human-readable reason.
+        message: String,
+    },
+}
+
+impl KadMessage {
+    /// The message's type number.
+    pub fn msg_type(&self) -> u16 {
+        match self {
+            KadMessage::Ping => PING,
+            KadMessage::Store { .. } => STORE,
+            KadMessage::FindNode { .. } => FIND_NODE,
+            KadMessage::FindValue { .. } => FIND_VALUE,
+            KadMessage::Pong => PONG,
+            KadMessage::StoreReply { .. } => STORE_REPLY,
+            KadMessage::FindNodeReply { .. } => FIND_NODE_REPLY,
+            KadMessage::FoundValue { .. } | KadMessage::ValueNotFound { .. } => FIND_VALUE_REPLY,
+            KadMessage::Error { .. } => ERROR,
+        }
+    }
+
+    /// True for the message types a peer may send as a request.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            KadMessage::Ping
+                | KadMessage::Store { .. }
+                | KadMessage::FindNode { .. }
+                | KadMessage::FindValue { .. }
+        )
+    }
+
+    /// Decodes one whole frame (header included).
+    ///
+    /// # Errors
+    /// Any [`DecodeError`]; values longer than [`MAX_VALUE_LEN`] are refused.
+    pub fn decode(frame: &Bytes) -> Result<KadMessage, DecodeError> {
+        let header = exact_peer_frame(frame)?;
+        let mut r = Reader::new(frame, PEER_HEADER_LEN);
+        let msg = match header.msg_type {
+            PING => KadMessage::Ping,
+            PONG => KadMessage::Pong,
+            STORE => {
+                let ttl_secs = r.u32("ttl")?;
+                let replication = r.u8("replication")?;
+                let _reserved = r.u8("reserved")?;
+                let version = Version(r.u64("version")?);
+                let key = r.key("key")?;
+                let value = r.rest();
+                if value.len() > MAX_VALUE_LEN {
+                    return Err(DecodeError::BadField("value"));
+                }
+                KadMessage::Store {
+                    key,
+                    value,
+                    ttl_secs,
+                    replication,
+                    version,
+                }
+            }
+            FIND_NODE => KadMessage::FindNode {
+                target: r.key("target")?,
+            },
+            FIND_VALUE => KadMessage::FindValue { key: r.key("key")? },
+            STORE_REPLY => {
+                let key = r.key("key")?;
+                let stored = match r.u8("status")? {
+                    0 => true,
+                    1 => false,
+                    _ => return Err(DecodeError::BadField("status")),
+                };
+                KadMessage::StoreReply { key, stored }
+            }
+            FIND_NODE_REPLY => KadMessage::FindNodeReply {
+                contacts: read_contacts(&mut r)?,
+            },
+            FIND_VALUE_REPLY => match r.u8("found")? {
+                1 => {
+                    let ttl_secs = r.u32("ttl")?;
+                    let version = Version(r.u64("version")?);
+                    let value = r.rest();
+                    if value.len() > MAX_VALUE_LEN {
+                        return Err(DecodeError::BadField("value"));
+                    }
+                    KadMessage::FoundValue {
+                        value,
+                        ttl_secs,
+                        version,
+                    }
+                }
+                0 => KadMessage::ValueNotFound {
+                    contacts: read_contacts(&mut r)?,
+                },
+                _ => return Err(DecodeError::BadField("found")),
+            },
+            ERROR => {
+                let code = r.u16("code")?;
+                let text = r.rest();
+                let message = String::from_utf8(text.to_vec())
+                    .map_err(|_| DecodeError::BadField("message"))?;
+                KadMessage::Error { code, message }
+            }
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+
+    /// Encodes the message into a fresh buffer, header included.
+    pub fn encode(&self) -> Bytes {
+        let mut body = BytesMut::with_capacity(64);
+        match self {
+            KadMessage::Ping | KadMessage::Pong => {}
+            KadMessage::Store {
+                key,
+                value,
+                ttl_secs,
+                replication,
+                version,
+            } => {
+                body.reserve(46 + value.len());
+                body.put_u32(*ttl_secs);
+                body.put_u8(*replication);
+                body.put_u8(0);
+                body.put_u64(version.0);
+                body.put_slice(&key.0);
+                body.put_slice(value);
+            }
+            KadMessage::FindNode { target: key } | KadMessage::FindValue { key } => {
+                body.put_slice(&key.0)
+            }
+            KadMessage::StoreReply { key, stored } => {
+                body.put_slice(&key.0);
+                body.put_u8(if *stored { 0 } else { 1 });
+            }
+            KadMessage::FindNodeReply { contacts } => write_contacts(&mut body, contacts),
+            KadMessage::FoundValue {
+                value,
+                ttl_secs,
+                version,
+            } => {
+                body.reserve(13 + value.len());
+                body.put_u8(1);
+                body.put_u32(*ttl_secs);
+                body.put_u64(version.0);
+                body.put_slice(value);
+            }
+            KadMessage::ValueNotFound { contacts } => {
+                body.put_u8(0);
+                write_contacts(&mut body, contacts);
+            }
+            KadMessage::Error { code, message } => {
+                body.put_u16(*code);
+                body.put_slice(message.as_bytes());
+            }
+        }
+        let mut frame = BytesMut::with_capacity(PEER_HEADER_LEN + body.len());
+        put_peer_header(&mut frame, PEER_HEADER_LEN + body.len(), self.msg_type());
+        frame.put_slice(&body);
+        frame.freeze()
+    }
+}
+
+fn write_contacts(buf: &mut BytesMut, contacts: &[Contact]) {
+    let count = contacts.len().min(MAX_CONTACTS);
+    buf.put_u8(count as u8);
+    for c in &contacts[..count] {
+        write_contact(buf, c);
+    }
+}
+
+/// Appends one contact in its wire form.
+pub fn write_contact(buf: &mut BytesMut, c: &Contact) {
+    buf.put_slice(&c.id.0);
+    match c.addr.ip() {
+        IpAddr::V4(ip) => {
+            buf.put_u8(4);
+            buf.put_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            buf.put_u8(6);
+            buf.put_slice(&ip.octets());
+        }
+    }
+    buf.put_u16(c.addr.port());
+}
+
+fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, DecodeError> {
+    let count = r.u8("count")? as usize;
+    let mut contacts = Vec::with_capacity(count);
+    for _ in 0..count {
+        contacts.push(read_contact(r)?);
+    }
+    Ok(contacts)
+}
+
+/// Reads one contact in its wire form.
+///
+/// # Errors
+/// [`DecodeError::BadField`] for an unknown address family, or a truncated contact.
+pub fn read_contact(r: &mut Reader<'_>) -> Result<Contact, DecodeError> {
+    let id = r.key("contact id")?;
+    let ip = match r.u8("address family")? {
+        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>("ipv4")?)),
+        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>("ipv6")?)),
+        _ => return Err(DecodeError::BadField("address family")),
+    };
+    let port = r.u16("port")?;
+    Ok(Contact {
+        id,
+        addr: SocketAddr::new(ip, port),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_key() -> impl Strategy<Value = Key> + Clone {
+        any::<[u8; 32]>().prop_map(Key)
+    }
+
+    fn arb_contact() -> impl Strategy<Value = Contact> + Clone {
+        (arb_key(), any::<bool>(), any::<[u8; 16]>(), any::<u16>()).prop_map(
+            |(id, v4, ip, port)| {
+                let ip = if v4 {
+                    IpAddr::V4(Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(ip))
+                };
+                Contact {
+                    id,
+                    addr: SocketAddr::new(ip, port),
+                }
+            },
+        )
+    }
+
+    fn arb_msg() -> impl Strategy<Value = KadMessage> {
+        let value = proptest::collection::vec(any::<u8>(), 0..500).prop_map(Bytes::from);
+        let contacts = proptest::collection::vec(arb_contact(), 0..30);
+        prop_oneof![
+            Just(KadMessage::Ping),
+            Just(KadMessage::Pong),
+            (
+                arb_key(),
+                value.clone(),
+                any::<u32>(),
+                any::<u8>(),
+                any::<u64>()
+            )
+                .prop_map(|(key, value, ttl_secs, replication, v)| {
+                    KadMessage::Store {
+                        key,
+                        value,
+                        ttl_secs,
+                        replication,
+                        version: Version(v),
+                    }
+                }),
+            arb_key().prop_map(|target| KadMessage::FindNode { target }),
+            arb_key().prop_map(|key| KadMessage::FindValue { key }),
+            (arb_key(), any::<bool>())
+                .prop_map(|(key, stored)| KadMessage::StoreReply { key, stored }),
+            contacts
+                .clone()
+                .prop_map(|contacts| KadMessage::FindNodeReply { contacts }),
+            (value, any::<u32>(), any::<u64>()).prop_map(|(value, ttl_secs, v)| {
+                KadMessage::FoundValue {
+                    value,
+                    ttl_secs,
+                    version: Version(v),
+                }
+            }),
+            contacts.prop_map(|contacts| KadMessage::ValueNotFound { contacts }),
+            (any::<u16>(), ".{0,40}")
+                .prop_map(|(code, message)| KadMessage::Error { code, message }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode(msg in arb_msg()) {
+            prop_assert_eq!(KadMessage::decode(&msg.encode()).unwrap(), msg);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = KadMessage::decode(&Bytes::from(bytes));
+        }
+
+        #[test]
+        fn decoding_mutated_frames_never_panics(msg in arb_msg(), pos in any::<usize>(), byte in any::<u8>()) {
+            let mut raw = msg.encode().to_vec();
+            let i = pos % raw.len();
+            raw[i] = byte;
+            let _ = KadMessage::decode(&Bytes::from(raw));
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut raw = KadMessage::FindNode {
+            target: Key([1; 32]),
+        }
+        .encode()
+        .to_vec();
+        raw.push(0);
+        let len = raw.len() as u32;
+        raw[..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            KadMessage::decode(&Bytes::from(raw)),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn oversized_value_is_rejected() {
+        let msg = KadMessage::Store {
+            key: Key::default(),
+            value: Bytes::from(vec![0; MAX_VALUE_LEN + 1]),
+            ttl_secs: 1,
+            replication: 1,
+            version: Version(1),
+        };
+        assert_eq!(
+            KadMessage::decode(&msg.encode()),
+            Err(DecodeError::BadField("value"))
+        );
+    }
+}
