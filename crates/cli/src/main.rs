@@ -1,1 +1,109 @@
-fn main() {}
+//! The one `voidmesh` binary.
+
+mod testnet_demo;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use voidmesh_net::Identity;
+use voidmesh_node::config::Config;
+use voidmesh_node::service::DhtService;
+
+/// voidmesh: a Kademlia DHT and a gossip module speaking the VoidPhone API over an
+/// authenticated QUIC overlay.
+#[derive(Parser)]
+#[command(name = "voidmesh", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new Ed25519 hostkey (PEM, PKCS#8) to PATH and print its node id.
+    Keygen {
+        /// Where to write the key; an existing file is never overwritten.
+        path: PathBuf,
+    },
+    /// Run the DHT module alone, configured by the [dht] section of CONFIG.
+    Dht {
+        /// The INI configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Start N DHT nodes on 127.0.0.1 in this process, show PUT/GET through the real API,
+    /// and keep running until Ctrl-C.
+    Testnet {
+        /// How many nodes.
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen { path } => keygen(&path),
+        Command::Dht { config } => {
+            // Read and check the whole configuration before opening any socket.
+            let config = Config::load(&config)?;
+            let dht = config.require_dht()?.clone();
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
+            let identity = voidmesh_node::identity::load_or_create(&config)?;
+            runtime()?.block_on(async move {
+                let service = DhtService::start(&identity, &dht).await?;
+                wait_for_signal().await?;
+                tracing::info!("shutting down");
+                service.shutdown().await;
+                Ok(())
+            })
+        }
+        Command::Testnet { nodes } => runtime()?.block_on(testnet_demo::run(nodes)),
+    }
+}
+
+fn keygen(path: &std::path::Path) -> Result<()> {
+    let identity = Identity::generate();
+    identity
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", identity.node_id());
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! The VoidPhone API servers: framing, the shared TCP listener, and one handler per module.
+
+pub mod codec;
+pub mod dht;
+pub mod server;
+
+pub use codec::{ApiCodec, FrameError};

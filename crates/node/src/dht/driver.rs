@@ -1,0 +1,261 @@
+//! The task that owns one [`Kademlia`] state machine and pumps it: inputs from the API
+//! (commands), from peers (inbound requests), from finished outbound requests, and from
+//! its one timer; outputs to `net` (transmits) and to waiting callers (events).
+
+use super::Command;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant as TokioInstant;
+use tokio_util::sync::CancellationToken;
+use voidmesh_kad::{Event, Kademlia, QueryId, RequestFailure, RequestId, Transmit};
+use voidmesh_net::{Endpoint, Inbound, NetError};
+use voidmesh_proto::{Contact, KadMessage};
+
+/// What finished outside the driver and must be fed back into it.
+enum Feedback {
+    /// The outcome of one transmitted request.
+    Response(RequestId, Result<KadMessage, RequestFailure>),
+    /// The ids learned by pinging bootstrap addresses (unreachable ones are left out).
+    SeedsResolved(Vec<Contact>, oneshot::Sender<Result<usize, super::BootstrapError>>),
+}
+
+/// Callers waiting for the end of an operation, by query.
+#[derive(Default)]
+struct Waiting {
+    gets: HashMap<QueryId, oneshot::Sender<Option<Bytes>>>,
+    puts: HashMap<QueryId, oneshot::Sender<super::PutReport>>,
+    finds: HashMap<QueryId, oneshot::Sender<Vec<Contact>>>,
+    bootstraps: HashMap<QueryId, oneshot::Sender<Result<usize, super::BootstrapError>>>,
+}
+
+/// Owns the state machine; see the module doc.
+pub(super) struct Driver {
+    kad: Kademlia,
+    endpoint: Endpoint,
+    feedback_tx: mpsc::UnboundedSender<Feedback>,
+    feedback_rx: mpsc::UnboundedReceiver<Feedback>,
+    waiting: Waiting,
+}
+
+fn now() -> std::time::Instant {
+    TokioInstant::now().into_std()
+}
+
+impl Driver {
+    pub(super) fn new(kad: Kademlia, endpoint: Endpoint) -> Self {
+        let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
+        Driver {
+            kad,
+            endpoint,
+            feedback_tx,
+            feedback_rx,
+            waiting: Waiting::default(),
+        }
+    }
+
+    /// Runs until `shutdown` fires or every command sender and the inbound channel close.
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        shutdown: CancellationToken,
+    ) {
+        let far_future = || TokioInstant::now() + std::time::Duration::from_secs(3600);
+        let timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(timer);
+        loop {
+            let deadline = self
+                .kad
+                .poll_timeout()
+                .map(TokioInstant::from_std)
+                .unwrap_or_else(far_future);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(feedback) = self.feedback_rx.recv() => self.on_feedback(feedback),
+                Some(request) = inbound.recv() => self.on_inbound(request),
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = &mut timer => self.kad.handle_timeout(now()),
+            }
+            self.drain();
+        }
+        self.endpoint.close();
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = now();
+        match command {
+            Command::Get { key, reply } => {
+                let query = self.kad.get(now, key);
+                self.waiting.gets.insert(query, reply);
+            }
+            Command::Put {
+                key,
+                value,
+                ttl,
+                replication,
+                version,
+                reply,
+            } => {
+                let query = self.kad.put(now, key, value, ttl, replication, version);
+                if let Some(reply) = reply {
+                    self.waiting.puts.insert(query, reply);
+                }
+            }
+            Command::FindNode { target, reply } => {
+                let query = self.kad.find_node(now, target);
+                self.waiting.finds.insert(query, reply);
+            }
+            Command::Bootstrap { addrs, reply } => self.resolve_seeds(addrs, reply),
+            Command::Contacts { reply } => {
+                let _ = reply.send(self.kad.contacts());
+            }
+        }
+    }
+
+    /// Pings each bootstrap address without an expected id, learning the ids from the
+    /// handshakes, then feeds the answering ones to `Kademlia::bootstrap`.
+    fn resolve_seeds(
+        &mut self,
+        addrs: Vec<SocketAddr>,
+        reply: oneshot::Sender<Result<usize, super::BootstrapError>>,
+    ) {
+        let endpoint = self.endpoint.clone();
+        let feedback = self.feedback_tx.clone();
+        tokio::spawn(async move {
+            let ping = KadMessage::Ping.encode();
+            let pings = addrs.iter().map(|&addr| {
+                let endpoint = endpoint.clone();
+                let ping = ping.clone();
+                async move {
+                    match endpoint.request(addr, None, ping).await {
+                        Ok(response) => Some(Contact {
+                            id: response.from,
+                            addr,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(%addr, error = %e, "bootstrap peer did not answer");
+                            None
+                        }
+                    }
+                }
+            });
+            let seeds: Vec<Contact> = futures::future::join_all(pings)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            let _ = feedback.send(Feedback::SeedsResolved(seeds, reply));
+        });
+    }
+
+    fn on_feedback(&mut self, feedback: Feedback) {
+        match feedback {
+            Feedback::Response(request, outcome) => {
+                self.kad.handle_response(now(), request, outcome)
+            }
+            Feedback::SeedsResolved(seeds, reply) => {
+                if seeds.is_empty() {
+                    let _ = reply.send(Err(super::BootstrapError::NoPeerAnswered));
+                    return;
+                }
+                let query = self.kad.bootstrap(now(), &seeds);
+                self.waiting.bootstraps.insert(query, reply);
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        let Some(responder) = inbound.reply else {
+            tracing::debug!(peer = %inbound.from, "one-way message on the DHT endpoint ignored");
+            return;
+        };
+        let request = match KadMessage::decode(&inbound.message) {
+            Ok(request) => request,
+            Err(e) => {
+                // Dropping the responder resets the stream: the peer learns nothing more.
+                tracing::debug!(peer = %inbound.from, error = %e, "malformed request dropped");
+                return;
+            }
+        };
+        let from = Contact {
+            id: inbound.from,
+            addr: inbound.addr,
+        };
+        let reply = self.kad.handle_request(now(), from, request);
+        responder.send(reply.encode());
+    }
+
+    /// Hands every pending transmit to `net` and every finished operation to its caller.
+    fn drain(&mut self) {
+        while let Some(transmit) = self.kad.poll_transmit() {
+            self.send(transmit);
+        }
+        while let Some(event) = self.kad.poll_event() {
+            self.deliver(event);
+        }
+    }
+
+    fn send(&self, transmit: Transmit) {
+        let endpoint = self.endpoint.clone();
+        let feedback = self.feedback_tx.clone();
+        tokio::spawn(async move {
+            let outcome = match endpoint
+                .request(
+                    transmit.to.addr,
+                    Some(transmit.to.id),
+                    transmit.message.encode(),
+                )
+                .await
+            {
+                Ok(response) => {
+                    KadMessage::decode(&response.message).map_err(|_| RequestFailure::Malformed)
+                }
+                Err(NetError::Timeout) => Err(RequestFailure::Timeout),
+                Err(_) => Err(RequestFailure::Unreachable),
+            };
+            let _ = feedback.send(Feedback::Response(transmit.request, outcome));
+        });
+    }
+
+    fn deliver(&mut self, event: Event) {
+        match event {
+            Event::GetFinished { query, value, .. } => {
+                if let Some(reply) = self.waiting.gets.remove(&query) {
+                    let _ = reply.send(value);
+                }
+            }
+            Event::PutFinished {
+                query,
+                stored_remote,
+                stored_local,
+                ..
+            } => {
+                if let Some(reply) = self.waiting.puts.remove(&query) {
+                    let _ = reply.send(super::PutReport {
+                        stored_remote,
+                        stored_local,
+                    });
+                }
+            }
+            Event::FindNodeFinished { query, closest, .. } => {
+                if let Some(reply) = self.waiting.finds.remove(&query) {
+                    let _ = reply.send(closest);
+                }
+            }
+            Event::BootstrapFinished { query, contacts } => {
+                if let Some(reply) = self.waiting.bootstraps.remove(&query) {
+                    let _ = reply.send(Ok(contacts));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The DHT module as a running service: a QUIC endpoint, the Kademlia driver task, and a
+//! cloneable [`DhtHandle`] through which the API server (and the chat) use it.
+
+mod driver;
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use voidmesh_kad::Kademlia;
+use voidmesh_net::{Endpoint, EndpointConfig, Identity};
+use voidmesh_proto::frame::MAX_PEER_MESSAGE;
+use voidmesh_proto::{Contact, Key, NodeId, Version};
+
+/// ALPN protocol name of the DHT overlay.
+pub const DHT_ALPN: &[u8] = b"voidmesh-kad/1";
+
+/// Commands the driver task accepts.
+pub(crate) enum Command {
+    Get {
+        key: Key,
+        reply: oneshot::Sender<Option<Bytes>>,
+    },
+    Put {
+        key: Key,
+        value: Bytes,
+        ttl: Duration,
+        replication: u8,
+        version: Version,
+        reply: Option<oneshot::Sender<PutReport>>,
+    },
+    FindNode {
+        target: Key,
+        reply: oneshot::Sender<Vec<Contact>>,
+    },
+    Bootstrap {
+        addrs: Vec<SocketAddr>,
+        reply: oneshot::Sender<Result<usize, BootstrapError>>,
+    },
+    Contacts {
+        reply: oneshot::Sender<Vec<Contact>>,
+    },
+}
+
+/// Where a PUT ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutReport {
+    /// Remote nodes that confirmed they hold the record.
+    pub stored_remote: usize,
+    /// Whether this node keeps a copy.
+    pub stored_local: bool,
+}
+
+/// Why joining the network failed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum BootstrapError {
+    /// None of the bootstrap peers answered.
+    #[error("no bootstrap peer answered")]
+    NoPeerAnswered,
+    /// The node stopped while joining.
+    #[error("the node stopped")]
+    Stopped,
+}
+
+/// The DHT service stopped before answering.
+#[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
+#[error("the DHT service has stopped")]
+pub struct Stopped;
+
+/// A cloneable handle to a running DHT; every method talks to the driver task.
+#[derive(Clone)]
+pub struct DhtHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl DhtHandle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Searches the network for `key`; `None` after a bounded search found nothing.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn get(&self, key: Key) -> Result<Option<Bytes>, Stopped> {
+        self.call(|reply| Command::Get { key, reply }).await
+    }
+
+    /// Stores `value` under `key` and waits until the STOREs were answered.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn put(
+        &self,
+        key: Key,
+        value: Bytes,
+        ttl: Duration,
+        replication: u8,
+    ) -> Result<PutReport, Stopped> {
+        self.call(|reply| Command::Put {
+            key,
+            value,
+            ttl,
+            replication,
+            version: new_version(),
+            reply: Some(reply),
+        })
+        .await
+    }
+
+    /// Stores `value` under `key` without waiting for the outcome (the API's PUT).
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn put_detached(
+        &self,
+        key: Key,
+        value: Bytes,
+        ttl: Duration,
+        replication: u8,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Put {
+                key,
+                value,
+                ttl,
+                replication,
+                version: new_version(),
+                reply: None,
+            })
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// The k closest nodes to `target` found by an iterative lookup.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn find_node(&self, target: Key) -> Result<Vec<Contact>, Stopped> {
+        self.call(|reply| Command::FindNode { target, reply }).await
+    }
+
+    /// Joins the network through `addrs` (ids learned from the handshakes); returns the
+    /// number of contacts known afterwards.
+    ///
+    /// # Errors
+    /// [`BootstrapError`] when no peer answered or the service stopped.
+    pub async fn bootstrap(&self, addrs: Vec<SocketAddr>) -> Result<usize, BootstrapError> {
+        self.call(|reply| Command::Bootstrap { addrs, reply })
+            .await
+            .map_err(|_| BootstrapError::Stopped)?
+    }
+
+    /// The routing table's contacts.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, Stopped> {
+        self.call(|reply| Command::Contacts { reply }).await
+    }
+}
+
+/// A version for a record put now: wall-clock milliseconds plus a random tie-break.
+fn new_version() -> Version {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Version::new(millis, rand::random())
+}
+
+/// A running DHT node (overlay endpoint + driver task), without its API server.
+pub struct DhtNode {
+    handle: DhtHandle,
+    node_id: NodeId,
+    p2p_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl DhtNode {
+    /// Binds the overlay endpoint at `p2p_address` and starts the driver. The node is
+    /// alone until [`DhtHandle::bootstrap`] is called.
+    ///
+    /// # Errors
+    /// When the endpoint cannot be bound.
+    pub fn start(
+        identity: &Identity,
+        p2p_address: SocketAddr,
+        kad: voidmesh_kad::Config,
+    ) -> Result<DhtNode, voidmesh_net::NetError> {
+        let net_config = EndpointConfig {
+            alpn: DHT_ALPN.to_vec(),
+            // The lookup gives up on a peer after `request_timeout` but still uses a late
+            // answer; the transport's hard limit is therefore a little longer.
+            request_timeout: kad.request_timeout * 2,
+            max_message_size: MAX_PEER_MESSAGE,
+            idle_timeout: Duration::from_secs(120),
+        };
+        let (endpoint, inbound) = Endpoint::bind(identity, p2p_address, net_config)?;
+        let p2p_addr = endpoint.local_addr();
+        let node_id = identity.node_id();
+        let state = Kademlia::new(node_id, kad, tokio::time::Instant::now().into_std());
+        let (commands_tx, commands_rx) = mpsc::channel(4096);
+        let shutdown = CancellationToken::new();
+        let driver = driver::Driver::new(state, endpoint);
+        let task = tokio::spawn(driver.run(commands_rx, inbound, shutdown.clone()));
+        Ok(DhtNode {
+            handle: DhtHandle {
+                commands: commands_tx,
+            },
+            node_id,
+            p2p_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// A handle for issuing requests.
+    pub fn handle(&self) -> DhtHandle {
+        self.handle.clone()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The bound overlay address.
+    pub fn p2p_addr(&self) -> SocketAddr {
+        self.p2p_addr
+    }
+
+    /// Stops the driver and closes the endpoint; waits until they are gone.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}

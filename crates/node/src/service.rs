@@ -1,0 +1,140 @@
+//! A DHT module as the `voidmesh dht` command runs it: overlay node, API server and the
+//! job that joins the network through the configured bootstrappers.
+
+use crate::api;
+use crate::config::DhtConfig;
+use crate::dht::{DhtHandle, DhtNode};
+use crate::NodeError;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use voidmesh_net::Identity;
+use voidmesh_proto::NodeId;
+
+/// A running DHT module: peers reach it on `p2p_addr`, clients on `api_addr`.
+pub struct DhtService {
+    node: DhtNode,
+    api_addr: SocketAddr,
+    shutdown: CancellationToken,
+    api_task: JoinHandle<()>,
+    join_task: JoinHandle<()>,
+}
+
+impl DhtService {
+    /// Binds both addresses and starts serving; joining the network through
+    /// `config.bootstrappers` goes on in the background (retried until one answers).
+    ///
+    /// # Errors
+    /// [`NodeError::Bind`] when an address cannot be bound.
+    pub async fn start(identity: &Identity, config: &DhtConfig) -> Result<DhtService, NodeError> {
+        let listener = TcpListener::bind(config.api_address)
+            .await
+            .map_err(|e| NodeError::Bind {
+                what: "DHT API",
+                addr: config.api_address,
+                reason: e.to_string(),
+            })?;
+        let api_addr = listener.local_addr().map_err(|e| NodeError::Bind {
+            what: "DHT API",
+            addr: config.api_address,
+            reason: e.to_string(),
+        })?;
+        let node =
+            DhtNode::start(identity, config.p2p_address, config.kad.clone()).map_err(|e| {
+                NodeError::Bind {
+                    what: "DHT overlay",
+                    addr: config.p2p_address,
+                    reason: e.to_string(),
+                }
+            })?;
+        let shutdown = CancellationToken::new();
+        let handle = node.handle();
+        let api_task = tokio::spawn(api::server::serve(
+            listener,
+            config.max_api_connections,
+            shutdown.clone(),
+            move |stream, peer, stop| {
+                api::dht::handle_connection(stream, peer, handle.clone(), stop)
+            },
+        ));
+        let join_task = tokio::spawn(join_network(
+            node.handle(),
+            config.bootstrappers.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(
+            node_id = %node.node_id(),
+            p2p = %node.p2p_addr(),
+            api = %api_addr,
+            "DHT module running"
+        );
+        Ok(DhtService {
+            node,
+            api_addr,
+            shutdown,
+            api_task,
+            join_task,
+        })
+    }
+
+    /// A handle to the DHT.
+    pub fn handle(&self) -> DhtHandle {
+        self.node.handle()
+    }
+
+    /// Where API clients connect.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Where peers connect.
+    pub fn p2p_addr(&self) -> SocketAddr {
+        self.node.p2p_addr()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node.node_id()
+    }
+
+    /// Stops accepting clients, lets open connections end, stops the node.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.join_task.abort();
+        let _ = self.api_task.await;
+        self.node.shutdown().await;
+    }
+}
+
+/// Resolves the bootstrappers and joins through them, retrying with backoff until one
+/// answers. Nothing to do for the first node of a network.
+async fn join_network(dht: DhtHandle, bootstrappers: Vec<String>, shutdown: CancellationToken) {
+    if bootstrappers.is_empty() {
+        tracing::info!("no bootstrapper configured: starting a new network");
+        return;
+    }
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut addrs = Vec::new();
+        for entry in &bootstrappers {
+            match tokio::net::lookup_host(entry.as_str()).await {
+                Ok(found) => addrs.extend(found),
+                Err(e) => tracing::warn!(bootstrapper = %entry, error = %e, "cannot resolve"),
+            }
+        }
+        match dht.bootstrap(addrs).await {
+            Ok(contacts) => {
+                tracing::info!(contacts, "joined the network");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "joining failed; retrying in {backoff:?}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
