@@ -71,6 +71,13 @@ fn run(cli: Cli) -> Result<()> {
             let identity = voidmesh_node::identity::load_or_create(&config)?;
             runtime()?.block_on(async move {
                 let service = DhtService::start(&identity, &dht).await?;
+                // One machine-readable line, so scripts and tests learn the bound ports.
+                println!(
+                    "ready node_id={} p2p={} api={}",
+                    service.node_id(),
+                    service.p2p_addr(),
+                    service.api_addr()
+                );
                 wait_for_signal().await?;
                 tracing::info!("shutting down");
                 service.shutdown().await;
