@@ -14,11 +14,15 @@
 
 pub mod dht_api;
 pub mod frame;
+pub mod gossip_api;
+pub mod gossip_msg;
 pub mod id;
 pub mod kad_msg;
 pub mod wire;
 
 pub use dht_api::DhtMessage;
 pub use frame::{DecodeError, API_HEADER_LEN, PEER_HEADER_LEN};
+pub use gossip_api::GossipApiMessage;
+pub use gossip_msg::{GossipPeerMessage, Proof};
 pub use id::{Distance, Key, NodeId};
 pub use kad_msg::{Contact, KadMessage, Version};
