@@ -1,5 +1,6 @@
 //! The one `voidmesh` binary.
 
+mod bench;
 mod testnet_demo;
 
 use anyhow::{Context, Result};
@@ -38,6 +39,17 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         nodes: usize,
     },
+    /// Benchmarks: the W1 workload on a loopback network, or load on one DHT API.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// W1: N nodes in this process, 500 PUTs then a GET of each key from another node.
+    W1(bench::W1Args),
+    /// Load one node's DHT API with C connections and P requests in flight each.
+    Api(bench::ApiArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +97,8 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Testnet { nodes } => runtime()?.block_on(testnet_demo::run(nodes)),
+        Command::Bench(BenchCommand::W1(args)) => runtime()?.block_on(bench::w1(args)),
+        Command::Bench(BenchCommand::Api(args)) => runtime()?.block_on(bench::api(args)),
     }
 }
 
