@@ -3,68 +3,40 @@
 //!
 //! Knows nothing about Kademlia or gossip: it moves framed peer messages
 //! (`size u32 | type u16 | body`, see `voidmesh_proto::frame`) between verified node ids.
+//!
+//! # Layout
+//! - [`identity`]: the Ed25519 hostkey (PEM PKCS#8) and `node_id = SHA-256(SPKI)`.
+//! - `tls`: self-signed certificates and the verifiers that turn a handshake into a
+//!   proved node id (mutual TLS 1.3, Ed25519 only).
+//! - `endpoint`: the quinn endpoint, its tasks, request/response and one-way messages.
+//! - `cache`: live connections by node id, shared dials.
+//! - `frame`: reading one bounded frame per stream.
+//!
+//! # Wire use of QUIC
+//! A request is a bidirectional stream carrying one frame then FIN; the reply is one
+//! frame then FIN on the same stream. A one-way message is a unidirectional stream with
+//! one frame then FIN. A stream whose frame is refused (size below 6 or above the limit,
+//! bytes after the frame) is reset with an error code; a request the application drops
+//! is reset with the "no reply" code ([`NetError::NoReply`] at the requester).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-// PLACEHOLDER: the public API below is the contract with crates/node.
-// The implementation replaces the bodies and may add modules and methods.
+mod cache;
+mod endpoint;
+mod error;
+mod frame;
+pub mod identity;
+mod tls;
+
+pub use endpoint::{Endpoint, INBOUND_QUEUE, MAX_STREAMS_PER_CONNECTION};
+pub use error::NetError;
+pub use identity::{node_id_from_public_key, node_id_from_spki, Identity, IdentityError};
 
 use bytes::Bytes;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
-use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use voidmesh_proto::NodeId;
-
-/// Errors of the transport.
-#[derive(Debug, Error)]
-pub enum NetError {
-    /// Placeholder.
-    #[error("not implemented")]
-    Todo,
-}
-
-/// Errors loading or creating a hostkey.
-#[derive(Debug, Error)]
-pub enum IdentityError {
-    /// Placeholder.
-    #[error("not implemented")]
-    Todo,
-}
-
-/// This node's Ed25519 hostkey and the node id derived from it.
-pub struct Identity {}
-
-impl Identity {
-    /// A fresh random hostkey.
-    pub fn generate() -> Identity {
-        unimplemented!()
-    }
-    /// Parses a PKCS#8 PEM Ed25519 private key.
-    pub fn from_pkcs8_pem(pem: &str) -> Result<Identity, IdentityError> {
-        let _ = pem;
-        unimplemented!()
-    }
-    /// The key as PKCS#8 PEM.
-    pub fn to_pkcs8_pem(&self) -> String {
-        unimplemented!()
-    }
-    /// Reads a PEM hostkey file.
-    pub fn load(path: &Path) -> Result<Identity, IdentityError> {
-        let _ = path;
-        unimplemented!()
-    }
-    /// Writes the PEM hostkey to `path` (mode 0600), failing if it exists.
-    pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
-        let _ = path;
-        unimplemented!()
-    }
-    /// SHA-256 of the public key's DER SubjectPublicKeyInfo.
-    pub fn node_id(&self) -> NodeId {
-        unimplemented!()
-    }
-}
 
 /// Settings of one endpoint.
 #[derive(Debug, Clone)]
@@ -77,6 +49,19 @@ pub struct EndpointConfig {
     pub max_message_size: usize,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
+}
+
+impl Default for EndpointConfig {
+    /// ALPN `voidmesh/1`, 1 s request timeout, [`voidmesh_proto::frame::MAX_PEER_MESSAGE`]
+    /// bytes, 60 s idle timeout.
+    fn default() -> Self {
+        EndpointConfig {
+            alpn: b"voidmesh/1".to_vec(),
+            request_timeout: Duration::from_secs(1),
+            max_message_size: voidmesh_proto::frame::MAX_PEER_MESSAGE,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A verified answer to a request.
@@ -101,62 +86,18 @@ pub struct Inbound {
     pub reply: Option<Responder>,
 }
 
-/// Sends the one reply to an inbound request.
+/// Sends the one reply to an inbound request. Dropping it without sending resets the
+/// request's stream, and the requester gets [`NetError::NoReply`] at once.
 #[derive(Debug)]
 pub struct Responder {
+    /// Read by the stream's task, which writes the reply.
     tx: oneshot::Sender<Bytes>,
 }
 
 impl Responder {
-    /// Sends `reply` on the request's stream and finishes it.
+    /// Sends `reply` on the request's stream and finishes it. A reply larger than
+    /// `max_message_size` is not sent (the stream is reset).
     pub fn send(self, reply: Bytes) {
         let _ = self.tx.send(reply);
-    }
-}
-
-/// A cloneable handle to a QUIC endpoint; the endpoint closes when the last handle drops
-/// or on [`Endpoint::close`].
-#[derive(Clone)]
-pub struct Endpoint {}
-
-impl Endpoint {
-    /// Binds a UDP socket at `addr` and starts accepting peers. Inbound messages arrive on
-    /// the returned channel.
-    pub fn bind(
-        identity: &Identity,
-        addr: SocketAddr,
-        config: EndpointConfig,
-    ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
-        let _ = (identity, addr, config);
-        unimplemented!()
-    }
-    /// The bound address (with the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        unimplemented!()
-    }
-    /// Sends a request to `to` and waits for the reply. With `expect`, the peer must prove
-    /// that id; without, its id is learned from the handshake.
-    pub async fn request(
-        &self,
-        to: SocketAddr,
-        expect: Option<NodeId>,
-        message: Bytes,
-    ) -> Result<Response, NetError> {
-        let _ = (to, expect, message);
-        unimplemented!()
-    }
-    /// Sends a one-way message (no reply).
-    pub async fn send(
-        &self,
-        to: SocketAddr,
-        expect: Option<NodeId>,
-        message: Bytes,
-    ) -> Result<NodeId, NetError> {
-        let _ = (to, expect, message);
-        unimplemented!()
-    }
-    /// Closes every connection and the socket.
-    pub fn close(&self) {
-        unimplemented!()
     }
 }

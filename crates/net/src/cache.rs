@@ -1,0 +1,129 @@
+//! Live connections by node id, so that every request to a peer after the first one
+//! reuses a connection, whichever side opened it.
+//!
+//! # Rules
+//! - At most one cached connection per peer. If both sides dialed each other at the same
+//!   moment, both keep the connection opened by the node with the smaller id, so the
+//!   pair converges on one connection (the other idles out).
+//! - `addrs` maps the address a connection was made with (for connections the peer
+//!   opened: its source address, which is its listening address since each node dials
+//!   from its listening socket) to the proved node id, for requests that do not name
+//!   the peer. An entry lives as long as a connection backs it.
+//! - `dials` holds the handshakes in progress by address; concurrent requests to an
+//!   address wait for the same one.
+//! - Dead connections leave when their connection task ends ([`Cache::forget`]), and are
+//!   skipped by [`Cache::live`] until then.
+
+use crate::endpoint::DialResult;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use tokio::sync::watch;
+use voidmesh_proto::NodeId;
+
+/// One cached connection.
+struct Peer {
+    /// The connection.
+    conn: quinn::Connection,
+    /// Whether we opened it; decides which of two simultaneous connections stays.
+    outbound: bool,
+}
+
+/// The connection cache of one endpoint (see the module doc).
+#[derive(Default)]
+pub(crate) struct Cache {
+    /// The connection used for each peer.
+    peers: HashMap<NodeId, Peer>,
+    /// Node id proved at each address by a cached connection.
+    addrs: HashMap<SocketAddr, NodeId>,
+    /// Dials in progress, by address.
+    dials: HashMap<SocketAddr, watch::Receiver<Option<DialResult>>>,
+}
+
+impl Cache {
+    /// A live connection to `to`: to the node `expect` if given (at any address, since
+    /// the id is what matters), else to whichever node was proved at `to`.
+    pub(crate) fn live(
+        &self,
+        to: SocketAddr,
+        expect: Option<NodeId>,
+    ) -> Option<(quinn::Connection, NodeId)> {
+        let id = expect.or_else(|| self.addrs.get(&to).copied())?;
+        let peer = self.peers.get(&id)?;
+        if peer.conn.close_reason().is_some() {
+            return None;
+        }
+        if expect.is_none() && peer.conn.remote_address() != to {
+            return None;
+        }
+        Some((peer.conn.clone(), id))
+    }
+
+    /// The dial to `to` in progress, if any.
+    pub(crate) fn dial_in_progress(
+        &self,
+        to: SocketAddr,
+    ) -> Option<watch::Receiver<Option<DialResult>>> {
+        self.dials.get(&to).cloned()
+    }
+
+    /// Records a dial to `to` that others may wait on.
+    pub(crate) fn start_dial(&mut self, to: SocketAddr, rx: watch::Receiver<Option<DialResult>>) {
+        self.dials.insert(to, rx);
+    }
+
+    /// Forgets the dial to `to` (it has finished).
+    pub(crate) fn end_dial(&mut self, to: SocketAddr) {
+        self.dials.remove(&to);
+    }
+
+    /// Caches an established connection to `peer`. `we_are_smaller` is whether our id is
+    /// below the peer's: the connection opened by the smaller id wins a tie.
+    pub(crate) fn insert(
+        &mut self,
+        conn: quinn::Connection,
+        peer: NodeId,
+        outbound: bool,
+        we_are_smaller: bool,
+    ) {
+        let keep_old = match self.peers.get(&peer) {
+            Some(old) if old.conn.close_reason().is_none() => {
+                let preferred_outbound = we_are_smaller;
+                old.outbound == preferred_outbound || outbound != preferred_outbound
+            }
+            _ => false,
+        };
+        if keep_old {
+            return;
+        }
+        if let Some(old) = self.peers.get(&peer) {
+            let old_addr = old.conn.remote_address();
+            if self.addrs.get(&old_addr) == Some(&peer) {
+                self.addrs.remove(&old_addr);
+            }
+        }
+        self.addrs.insert(conn.remote_address(), peer);
+        self.peers.insert(peer, Peer { conn, outbound });
+    }
+
+    /// Drops `conn` from the cache if it is the one cached for `peer`.
+    pub(crate) fn forget(&mut self, peer: NodeId, conn: &quinn::Connection) {
+        let cached = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.conn.stable_id() == conn.stable_id());
+        if cached {
+            self.peers.remove(&peer);
+            let addr = conn.remote_address();
+            if self.addrs.get(&addr) == Some(&peer) {
+                self.addrs.remove(&addr);
+            }
+        }
+    }
+
+    /// Forgets everything (the endpoint is closing).
+    pub(crate) fn clear(&mut self) {
+        self.peers.clear();
+        self.addrs.clear();
+        self.dials.clear();
+    }
+}

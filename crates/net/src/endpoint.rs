@@ -1,0 +1,683 @@
+//! The QUIC endpoint: one UDP socket that both accepts and dials, a cache of live
+//! connections by node id, and one stream per message.
+//!
+//! # Tasks
+//! - the accept loop takes incoming connections and spawns one task per connection;
+//! - a dial task per (address, attempt) makes the handshake once, however many requests
+//!   wait for it, and then serves the connection;
+//! - a connection task accepts the peer's streams (on connections either side opened)
+//!   and spawns one short task per stream; when the connection ends it leaves the cache.
+//!
+//! Tasks hold the shared state, never the [`Endpoint`] handle: dropping the last handle
+//! closes the quinn endpoint, every connection ends, and the tasks finish.
+
+use crate::cache::Cache;
+use crate::frame::{self, code, read_frame};
+use crate::tls::{self, peer_node_id, SERVER_NAME};
+use crate::{EndpointConfig, Identity, Inbound, NetError, Responder, Response};
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::timeout;
+use tracing::{debug, trace, warn};
+use voidmesh_proto::{NodeId, PEER_HEADER_LEN};
+
+/// Capacity of the inbound message channel. When it is full, peers' streams wait (QUIC
+/// flow control pushes back on them) rather than queueing without bound.
+pub const INBOUND_QUEUE: usize = 4096;
+/// Most concurrent streams a peer may open on one connection, per direction.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// A cloneable handle to a QUIC endpoint; the endpoint closes when the last handle drops
+/// or on [`Endpoint::close`].
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Shared by all clones; its `Drop` closes the endpoint.
+    handle: Arc<Handle>,
+}
+
+/// Owned only by [`Endpoint`] clones, so that its drop means "no handle is left".
+struct Handle {
+    /// The state the background tasks share.
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// State shared by the handle and the background tasks.
+struct Shared {
+    /// The quinn endpoint (server and client on one socket).
+    endpoint: quinn::Endpoint,
+    /// Our own node id; connections to it are never cached, and it breaks ties between
+    /// two connections to the same peer.
+    local_id: NodeId,
+    /// The bound address, read once.
+    local_addr: SocketAddr,
+    /// Limits and timeouts.
+    config: EndpointConfig,
+    /// Where inbound messages go.
+    inbound: mpsc::Sender<Inbound>,
+    /// Live connections by node id, address hints and dials in progress.
+    cache: Mutex<Cache>,
+    /// Set by [`Shared::close`]; no new dials after it.
+    closed: AtomicBool,
+}
+
+/// Outcome of a dial, shared by every request that waited for it.
+pub(crate) type DialResult = Result<(quinn::Connection, NodeId), DialFailure>;
+
+/// Why a dial failed, cloneable so that every waiter gets it.
+#[derive(Debug, Clone)]
+pub(crate) enum DialFailure {
+    /// No connection (unreachable, refused, reset).
+    Connect(String),
+    /// The handshake failed.
+    Handshake(String),
+    /// The handshake did not finish within the request timeout.
+    Timeout,
+    /// The endpoint was closed.
+    Closed,
+}
+
+impl DialFailure {
+    /// The error a waiter returns.
+    fn into_error(self, addr: SocketAddr) -> NetError {
+        match self {
+            DialFailure::Connect(reason) => NetError::Connect { addr, reason },
+            DialFailure::Handshake(reason) => NetError::Handshake { addr, reason },
+            DialFailure::Timeout => NetError::Timeout,
+            DialFailure::Closed => NetError::Closed,
+        }
+    }
+}
+
+impl Endpoint {
+    /// Binds a UDP socket at `addr` and starts accepting peers. Inbound messages arrive on
+    /// the returned channel.
+    ///
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] for unusable settings, [`NetError::Io`] if the socket cannot be
+    /// bound or there is no runtime, [`NetError::Tls`] if the TLS setup fails.
+    pub fn bind(
+        identity: &Identity,
+        addr: SocketAddr,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            NetError::Io(std::io::Error::other(
+                "Endpoint::bind must be called inside a tokio runtime",
+            ))
+        })?;
+        let transport = Arc::new(transport_config(&config)?);
+        let tls = tls::configs(identity, &config.alpn)?;
+        let server_crypto = QuicServerConfig::try_from(tls.server)
+            .map_err(|e| NetError::Tls(format!("server config: {e}")))?;
+        let client_crypto = QuicClientConfig::try_from(tls.client)
+            .map_err(|e| NetError::Tls(format!("client config: {e}")))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server_config.transport_config(transport.clone());
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport);
+
+        let socket = std::net::UdpSocket::bind(addr)?;
+        let quinn_runtime = quinn::default_runtime()
+            .ok_or_else(|| NetError::Io(std::io::Error::other("no async runtime for quinn")))?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::new(tls::reset_key(identity)),
+            Some(server_config),
+            socket,
+            quinn_runtime,
+        )?;
+        endpoint.set_default_client_config(client_config);
+        let local_addr = endpoint.local_addr()?;
+
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let shared = Arc::new(Shared {
+            endpoint,
+            local_id: identity.node_id(),
+            local_addr,
+            config,
+            inbound: tx,
+            cache: Mutex::new(Cache::default()),
+            closed: AtomicBool::new(false),
+        });
+        runtime.spawn(accept_loop(shared.clone()));
+        debug!(%local_addr, id = ?shared.local_id, "endpoint bound");
+        Ok((
+            Endpoint {
+                handle: Arc::new(Handle { shared }),
+            },
+            rx,
+        ))
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.shared.local_addr
+    }
+
+    /// This endpoint's node id.
+    pub fn node_id(&self) -> NodeId {
+        self.handle.shared.local_id
+    }
+
+    /// Sends a request to `to` and waits for the reply. With `expect`, the peer must prove
+    /// that id; without, its id is learned from the handshake.
+    ///
+    /// A live connection to the peer is reused, whichever side opened it; otherwise one is
+    /// dialed (concurrent requests share the handshake). The whole exchange, dial included,
+    /// is bounded by `request_timeout`. If a reused connection turns out to be dead, the
+    /// request is sent once more on a fresh connection.
+    ///
+    /// # Errors
+    /// [`NetError::Timeout`], [`NetError::WrongPeer`] (nothing was sent),
+    /// [`NetError::Connect`], [`NetError::Handshake`], [`NetError::MessageTooLarge`] and
+    /// [`NetError::Malformed`] (for `message` before sending, or the reply),
+    /// [`NetError::NoReply`], [`NetError::Stream`], [`NetError::ConnectionLost`],
+    /// [`NetError::Closed`].
+    pub async fn request(
+        &self,
+        to: SocketAddr,
+        expect: Option<NodeId>,
+        message: Bytes,
+    ) -> Result<Response, NetError> {
+        let shared = &self.handle.shared;
+        frame::check_outgoing(&message, shared.config.max_message_size)?;
+        match timeout(
+            shared.config.request_timeout,
+            shared.request(to, expect, message),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(NetError::Timeout),
+        }
+    }
+
+    /// Sends a one-way message (no reply).
+    ///
+    /// Returns the receiver's proved id once the message is handed to QUIC (written and the
+    /// stream finished); QUIC then delivers it reliably unless the connection breaks.
+    ///
+    /// # Errors
+    /// As [`Endpoint::request`], except those about the reply.
+    pub async fn send(
+        &self,
+        to: SocketAddr,
+        expect: Option<NodeId>,
+        message: Bytes,
+    ) -> Result<NodeId, NetError> {
+        let shared = &self.handle.shared;
+        frame::check_outgoing(&message, shared.config.max_message_size)?;
+        match timeout(
+            shared.config.request_timeout,
+            shared.send(to, expect, message),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(NetError::Timeout),
+        }
+    }
+
+    /// Number of open QUIC connections (both directions, handshakes in progress and
+    /// connections still draining included). With connection reuse this is at most one
+    /// per peer, barring simultaneous first dials.
+    pub fn connection_count(&self) -> usize {
+        self.handle.shared.endpoint.open_connections()
+    }
+
+    /// Closes every connection and the socket; later requests fail with
+    /// [`NetError::Closed`] and the inbound channel ends once in-flight streams finish.
+    pub fn close(&self) {
+        self.handle.shared.close();
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_addr", &self.handle.shared.local_addr)
+            .field("node_id", &self.handle.shared.local_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// QUIC transport settings: bounded streams and windows, the configured idle timeout.
+fn transport_config(config: &EndpointConfig) -> Result<quinn::TransportConfig, NetError> {
+    let bad = |what: &str| NetError::Config(what.to_owned());
+    if config.alpn.is_empty() || config.alpn.len() > 255 {
+        return Err(bad("alpn must be 1 to 255 bytes"));
+    }
+    if config.max_message_size < PEER_HEADER_LEN || config.max_message_size > u32::MAX as usize {
+        return Err(bad("max_message_size must be between 6 and 2^32-1"));
+    }
+    if config.request_timeout.is_zero() {
+        return Err(bad("request_timeout must be positive"));
+    }
+    let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+        .map_err(|_| bad("idle_timeout is too long"))?;
+    if config.idle_timeout.is_zero() {
+        return Err(bad("idle_timeout must be positive"));
+    }
+    // One stream must be able to carry a whole message without waiting for window
+    // updates; the connection window allows a few of them at once. These are limits on
+    // buffered data, not allocations, so idle connections stay small.
+    let stream_window = (config.max_message_size as u64).max(64 * 1024);
+    let conn_window = (stream_window * 4).min(u32::MAX as u64);
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(MAX_STREAMS_PER_CONNECTION.into())
+        .max_concurrent_uni_streams(MAX_STREAMS_PER_CONNECTION.into())
+        .max_idle_timeout(Some(idle))
+        .keep_alive_interval(None)
+        .stream_receive_window(varint(stream_window))
+        .receive_window(varint(conn_window))
+        .send_window(conn_window)
+        .datagram_receive_buffer_size(None)
+        .crypto_buffer_size(16 * 1024);
+    Ok(t)
+}
+
+/// A `VarInt` from a value known to be below 2^32.
+fn varint(v: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u32(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+impl Shared {
+    /// The cache, even if a panicking thread poisoned its lock (the map stays consistent:
+    /// every update is a single insert or remove).
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the quinn endpoint and forgets every connection.
+    fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            debug!(local_addr = %self.local_addr, "endpoint closing");
+            self.endpoint.close(code::CLOSED, b"endpoint closed");
+            self.cache().clear();
+        }
+    }
+
+    /// A connection to `to` (proving `expect` if given): a live cached one, or the result
+    /// of a dial shared with concurrent callers. The flag says whether it was reused.
+    async fn connection(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        expect: Option<NodeId>,
+    ) -> Result<(quinn::Connection, NodeId, bool), NetError> {
+        let mut rx = {
+            let mut cache = self.cache();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(NetError::Closed);
+            }
+            if let Some((conn, id)) = cache.live(to, expect) {
+                return Ok((conn, id, true));
+            }
+            match cache.dial_in_progress(to) {
+                Some(rx) => rx,
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    cache.start_dial(to, rx.clone());
+                    tokio::spawn(dial(self.clone(), to, tx));
+                    rx
+                }
+            }
+        };
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(done) => done.clone(),
+            // The dial task ended without a result: the runtime is shutting down.
+            Err(_) => Some(Err(DialFailure::Closed)),
+        };
+        match outcome {
+            Some(Ok((conn, actual))) => match expect {
+                Some(expected) if expected != actual => Err(NetError::WrongPeer {
+                    addr: to,
+                    expected,
+                    actual,
+                }),
+                _ => Ok((conn, actual, false)),
+            },
+            Some(Err(failure)) => Err(failure.into_error(to)),
+            None => Err(NetError::Closed),
+        }
+    }
+
+    /// [`Endpoint::request`] without the timeout.
+    async fn request(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        expect: Option<NodeId>,
+        message: Bytes,
+    ) -> Result<Response, NetError> {
+        let (conn, from, reused) = self.connection(to, expect).await?;
+        let max = self.config.max_message_size;
+        let message = match exchange(&conn, message, max).await {
+            Err(Retry::Stale(message)) if reused => {
+                debug!(%to, peer = ?from, "cached connection was dead; dialing again");
+                self.cache().forget(from, &conn);
+                let (conn, from, _) = self.connection(to, expect).await?;
+                return exchange(&conn, message, max)
+                    .await
+                    .map(|message| Response { from, message })
+                    .map_err(Retry::into_error);
+            }
+            result => result.map_err(Retry::into_error)?,
+        };
+        Ok(Response { from, message })
+    }
+
+    /// [`Endpoint::send`] without the timeout.
+    async fn send(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        expect: Option<NodeId>,
+        message: Bytes,
+    ) -> Result<NodeId, NetError> {
+        let (conn, from, reused) = self.connection(to, expect).await?;
+        match send_one_way(&conn, message).await {
+            Err(Retry::Stale(message)) if reused => {
+                debug!(%to, peer = ?from, "cached connection was dead; dialing again");
+                self.cache().forget(from, &conn);
+                let (conn, from, _) = self.connection(to, expect).await?;
+                send_one_way(&conn, message)
+                    .await
+                    .map(|()| from)
+                    .map_err(Retry::into_error)
+            }
+            result => result.map(|()| from).map_err(Retry::into_error),
+        }
+    }
+
+    /// Puts an established connection in the cache (unless it is to ourselves).
+    fn register(&self, conn: &quinn::Connection, peer: NodeId, outbound: bool) {
+        if peer == self.local_id {
+            return;
+        }
+        let mut cache = self.cache();
+        if !self.closed.load(Ordering::SeqCst) {
+            cache.insert(conn.clone(), peer, outbound, self.local_id < peer);
+        }
+    }
+}
+
+/// Why one attempt at sending failed.
+enum Retry {
+    /// The connection was already dead when the stream was opened or written: nothing
+    /// reached the peer's application, so the message may be sent again.
+    Stale(Bytes),
+    /// Any other failure.
+    Failed(NetError),
+}
+
+impl Retry {
+    /// The error to report when no retry is made.
+    fn into_error(self) -> NetError {
+        match self {
+            Retry::Stale(_) => NetError::ConnectionLost("connection closed".to_owned()),
+            Retry::Failed(e) => e,
+        }
+    }
+}
+
+/// One request on `conn`: open a stream, write the frame and FIN, read the reply frame.
+async fn exchange(conn: &quinn::Connection, message: Bytes, max: usize) -> Result<Bytes, Retry> {
+    let (mut send, mut recv) = match conn.open_bi().await {
+        Ok(streams) => streams,
+        Err(_) => return Err(Retry::Stale(message)),
+    };
+    if conn.close_reason().is_some() {
+        return Err(Retry::Stale(message));
+    }
+    send.write_chunk(message)
+        .await
+        .map_err(|e| Retry::Failed(frame::write_error(e)))?;
+    send.finish()
+        .map_err(|e| Retry::Failed(NetError::Stream(e.to_string())))?;
+    read_frame(&mut recv, max).await.map_err(Retry::Failed)
+}
+
+/// One one-way message on `conn`: open a unidirectional stream, write the frame and FIN.
+async fn send_one_way(conn: &quinn::Connection, message: Bytes) -> Result<(), Retry> {
+    let mut send = match conn.open_uni().await {
+        Ok(send) => send,
+        Err(_) => return Err(Retry::Stale(message)),
+    };
+    if conn.close_reason().is_some() {
+        return Err(Retry::Stale(message));
+    }
+    send.write_chunk(message)
+        .await
+        .map_err(|e| Retry::Failed(frame::write_error(e)))?;
+    send.finish()
+        .map_err(|e| Retry::Failed(NetError::Stream(e.to_string())))
+}
+
+/// Dials `to`, publishes the outcome to everyone waiting, then serves the connection.
+async fn dial(shared: Arc<Shared>, to: SocketAddr, tx: watch::Sender<Option<DialResult>>) {
+    let result = establish(&shared, to).await;
+    {
+        let mut cache = shared.cache();
+        cache.end_dial(to);
+        if let Ok((conn, peer)) = &result {
+            if *peer != shared.local_id && !shared.closed.load(Ordering::SeqCst) {
+                cache.insert(conn.clone(), *peer, true, shared.local_id < *peer);
+            }
+        }
+    }
+    tx.send_replace(Some(result.clone()));
+    drop(tx);
+    match result {
+        Ok((conn, peer)) => serve(shared, conn, peer).await,
+        Err(failure) => debug!(%to, ?failure, "dial failed"),
+    }
+}
+
+/// Connects and handshakes with `to`, bounded by the request timeout.
+async fn establish(shared: &Shared, to: SocketAddr) -> DialResult {
+    let connecting = shared
+        .endpoint
+        .connect(to, SERVER_NAME)
+        .map_err(|e| match e {
+            quinn::ConnectError::EndpointStopping => DialFailure::Closed,
+            other => DialFailure::Connect(other.to_string()),
+        })?;
+    let conn = match timeout(shared.config.request_timeout, connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(handshake_failure(e)),
+        Err(_) => return Err(DialFailure::Timeout),
+    };
+    match peer_node_id(&conn) {
+        Some(peer) => {
+            trace!(%to, ?peer, "connected");
+            Ok((conn, peer))
+        }
+        None => {
+            conn.close(code::BAD_IDENTITY, b"no usable certificate");
+            Err(DialFailure::Handshake(
+                "the peer presented no usable certificate".to_owned(),
+            ))
+        }
+    }
+}
+
+/// Classifies a connection error seen during the handshake.
+fn handshake_failure(e: quinn::ConnectionError) -> DialFailure {
+    match e {
+        quinn::ConnectionError::TransportError(_)
+        | quinn::ConnectionError::ConnectionClosed(_)
+        | quinn::ConnectionError::VersionMismatch => DialFailure::Handshake(e.to_string()),
+        quinn::ConnectionError::LocallyClosed => DialFailure::Closed,
+        other => DialFailure::Connect(other.to_string()),
+    }
+}
+
+/// Accepts incoming connections until the endpoint closes.
+async fn accept_loop(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        tokio::spawn(accept_one(shared.clone(), incoming));
+    }
+    debug!(local_addr = %shared.local_addr, "accept loop ended");
+}
+
+/// Completes one incoming handshake, caches the connection and serves it.
+async fn accept_one(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match timeout(shared.config.request_timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            debug!(%remote, error = %e, "incoming handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(%remote, "incoming handshake timed out");
+            return;
+        }
+    };
+    let Some(peer) = peer_node_id(&conn) else {
+        conn.close(code::BAD_IDENTITY, b"no usable certificate");
+        return;
+    };
+    trace!(%remote, ?peer, "accepted");
+    shared.register(&conn, peer, false);
+    serve(shared, conn, peer).await;
+}
+
+/// Accepts the peer's streams on `conn` until it closes, then drops it from the cache.
+async fn serve(shared: Arc<Shared>, conn: quinn::Connection, peer: NodeId) {
+    let addr = conn.remote_address();
+    let reason = loop {
+        tokio::select! {
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    tokio::spawn(handle_request(shared.clone(), peer, addr, send, recv));
+                }
+                Err(e) => break e,
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => {
+                    tokio::spawn(handle_message(shared.clone(), peer, addr, recv));
+                }
+                Err(e) => break e,
+            },
+        }
+    };
+    trace!(%addr, ?peer, %reason, "connection ended");
+    shared.cache().forget(peer, &conn);
+}
+
+/// Refuses a stream whose frame could not be read.
+fn refuse(send: Option<&mut quinn::SendStream>, recv: &mut quinn::RecvStream, error: &NetError) {
+    let c = match error {
+        NetError::MessageTooLarge { .. } => code::TOO_LARGE,
+        _ => code::MALFORMED,
+    };
+    let _ = recv.stop(c);
+    if let Some(send) = send {
+        let _ = send.reset(c);
+    }
+}
+
+/// Serves one request stream: read the frame, hand it to the application, write the reply.
+/// Bounded by the request timeout (the requester gives up then anyway).
+async fn handle_request(
+    shared: Arc<Shared>,
+    from: NodeId,
+    addr: SocketAddr,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let limit = shared.config.request_timeout;
+    let work = answer(&shared, from, addr, &mut send, &mut recv);
+    if timeout(limit, work).await.is_err() {
+        trace!(%addr, "request not answered in time");
+        let _ = recv.stop(code::NO_REPLY);
+        let _ = send.reset(code::NO_REPLY);
+    }
+}
+
+/// The body of [`handle_request`].
+async fn answer(
+    shared: &Shared,
+    from: NodeId,
+    addr: SocketAddr,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) {
+    let max = shared.config.max_message_size;
+    let message = match read_frame(recv, max).await {
+        Ok(message) => message,
+        Err(error) => {
+            debug!(%addr, %error, "refused a request");
+            refuse(Some(send), recv, &error);
+            return;
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    let inbound = Inbound {
+        from,
+        addr,
+        message,
+        reply: Some(Responder { tx }),
+    };
+    if shared.inbound.send(inbound).await.is_err() {
+        let _ = send.reset(code::NO_REPLY);
+        return;
+    }
+    match rx.await {
+        Ok(reply) if reply.len() <= max => {
+            if send.write_chunk(reply).await.is_ok() {
+                let _ = send.finish();
+            }
+        }
+        Ok(reply) => {
+            warn!(%addr, size = reply.len(), max, "reply exceeds max_message_size; not sent");
+            let _ = send.reset(code::NO_REPLY);
+        }
+        Err(_) => {
+            let _ = send.reset(code::NO_REPLY);
+        }
+    }
+}
+
+/// Serves one one-way stream: read the frame and hand it to the application.
+async fn handle_message(
+    shared: Arc<Shared>,
+    from: NodeId,
+    addr: SocketAddr,
+    mut recv: quinn::RecvStream,
+) {
+    let limit: Duration = shared.config.request_timeout;
+    let max = shared.config.max_message_size;
+    let work = async {
+        match read_frame(&mut recv, max).await {
+            Ok(message) => {
+                let inbound = Inbound {
+                    from,
+                    addr,
+                    message,
+                    reply: None,
+                };
+                let _ = shared.inbound.send(inbound).await;
+            }
+            Err(error) => {
+                debug!(%addr, %error, "refused a message");
+                refuse(None, &mut recv, &error);
+            }
+        }
+    };
+    if timeout(limit, work).await.is_err() {
+        trace!(%addr, "one-way message not taken in time; dropped");
+        let _ = recv.stop(code::NO_REPLY);
+    }
+}
