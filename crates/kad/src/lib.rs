@@ -9,15 +9,33 @@
 //! # Calling convention
 //! See [`Kademlia`]: feed inputs (`handle_*`, commands), then drain outputs
 //! (`poll_transmit`, `poll_event`, `poll_timeout`) until they are empty.
+//!
+//! # Layout
+//! - [`routing`]: the 256 k-buckets, replacement caches and the eviction rules.
+//! - [`lookup`]: one iterative lookup (alpha in flight, converges on the k closest).
+//! - [`store`]: records, versions, expiry and republish schedules.
+//! - [`timers`]: timers as data (periodic timers, request and query deadlines).
+//! - `kademlia`: the [`Kademlia`] state machine that ties them together.
+//! - [`testing`]: an in-memory network of many nodes under a virtual clock, for tests
+//!   and simulations.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-// PLACEHOLDER: the public API below is the contract with crates/node and crates/sim.
-// The implementation replaces the bodies and may add modules and methods.
+mod kademlia;
+pub mod lookup;
+pub mod routing;
+pub mod store;
+pub mod testing;
+pub mod timers;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+pub use kademlia::Kademlia;
 
 use bytes::Bytes;
-use std::time::{Duration, Instant};
-use voidmesh_proto::{Contact, KadMessage, Key, NodeId, Version};
+use std::time::Duration;
+use voidmesh_proto::{Contact, KadMessage, Key};
 
 /// Tunables of one Kademlia node. Defaults follow design.md.
 #[derive(Debug, Clone)]
@@ -133,124 +151,13 @@ pub enum Event {
     },
 }
 
-/// One Kademlia node's whole protocol state.
-///
-/// # Calling convention
-/// - (A) getters: `local_id`, `contacts`, `record_count`, ...
-/// - (B) inputs: [`handle_request`](Self::handle_request) (a peer asked us something; the
-///   reply is returned at once), [`handle_response`](Self::handle_response) (the outcome of
-///   one of our [`Transmit`]s), [`handle_timeout`](Self::handle_timeout).
-/// - (C) commands: `bootstrap`, `add_contact`, `get`, `put`, `find_node`.
-/// - (D) outputs: after every (B) or (C) call, drain [`poll_transmit`](Self::poll_transmit)
-///   and [`poll_event`](Self::poll_event) until `None`, then sleep until
-///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`.
-///
-/// `now` must never go backwards. A `handle_timeout` before the deadline does nothing.
-pub struct Kademlia {
-    local_id: NodeId,
-}
-
-impl Kademlia {
-    /// A node with an empty routing table and no records.
-    pub fn new(local_id: NodeId, config: Config, now: Instant) -> Self {
-        let _ = (config, now);
-        Kademlia { local_id }
-    }
-
-    /// This node's id.
-    pub fn local_id(&self) -> NodeId {
-        self.local_id
-    }
-
-    /// All contacts in the routing table (e.g. to remember them across restarts).
-    pub fn contacts(&self) -> Vec<Contact> {
-        unimplemented!()
-    }
-
-    /// Number of records held.
-    pub fn record_count(&self) -> usize {
-        unimplemented!()
-    }
-
-    /// Joins the network through `seeds` (whose ids the transport already verified):
-    /// adds them, looks up the own id, then refreshes the buckets farther away.
-    pub fn bootstrap(&mut self, now: Instant, seeds: &[Contact]) -> QueryId {
-        let _ = (now, seeds);
-        unimplemented!()
-    }
-
-    /// Offers a contact to the routing table (e.g. one remembered from a past run).
-    pub fn add_contact(&mut self, now: Instant, contact: Contact) {
-        let _ = (now, contact);
-        unimplemented!()
-    }
-
-    /// Starts a GET: a local copy answers at once, else an iterative FIND_VALUE lookup.
-    pub fn get(&mut self, now: Instant, key: Key) -> QueryId {
-        let _ = (now, key);
-        unimplemented!()
-    }
-
-    /// Starts a PUT: a lookup of the closest nodes, then STORE on the `replication`
-    /// closest (clamped to [1, max_replication]); `ttl` is clamped to `max_ttl`.
-    pub fn put(
-        &mut self,
-        now: Instant,
-        key: Key,
-        value: Bytes,
-        ttl: Duration,
-        replication: u8,
-        version: Version,
-    ) -> QueryId {
-        let _ = (now, key, value, ttl, replication, version);
-        unimplemented!()
-    }
-
-    /// Starts an iterative lookup of the k closest nodes to `target`.
-    pub fn find_node(&mut self, now: Instant, target: Key) -> QueryId {
-        let _ = (now, target);
-        unimplemented!()
-    }
-
-    /// A peer sent us a request; returns the reply to send back on the same stream.
-    /// A message that is not a request gets an [`KadMessage::Error`] reply.
-    pub fn handle_request(&mut self, now: Instant, from: Contact, request: KadMessage) -> KadMessage {
-        let _ = (now, from, request);
-        unimplemented!()
-    }
-
-    /// The outcome of a [`Transmit`]. Outcomes for unknown or finished requests are ignored.
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        request: RequestId,
-        outcome: Result<KadMessage, RequestFailure>,
-    ) {
-        let _ = (now, request, outcome);
-        unimplemented!()
-    }
-
-    /// Advances timers: request deadlines, query deadlines, refresh, republish, expiry.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        unimplemented!()
-    }
-
-    /// The next request to send.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        unimplemented!()
-    }
-
-    /// The next finished operation.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        unimplemented!()
-    }
-
-    /// When `handle_timeout` should next be called.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        unimplemented!()
-    }
+/// Counters of one node's activity, for tests, simulations and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests handed out through [`Kademlia::poll_transmit`].
+    pub requests_sent: u64,
+    /// Lookups that ended (GET, PUT, FIND_NODE, bootstrap and refresh lookups).
+    pub lookups: u64,
+    /// Requests those lookups sent; divided by `lookups`, the mean cost of one lookup.
+    pub lookup_requests: u64,
 }

@@ -1,0 +1,437 @@
+//! Moving queries along: answers, failures, deadlines, and the periodic work (bucket
+//! refresh, republish).
+//!
+//! A query is taken out of the map while it is worked on and put back unless it
+//! finished, so the helpers below can borrow the node mutably without juggling.
+
+use super::query::{FindPurpose, Purpose, PutJob, Query, QueryKind, Request, Storing};
+use super::serve::remaining_secs;
+use super::Kademlia;
+use crate::lookup::Step;
+use crate::timers::Deadline;
+use crate::{Event, QueryId, RequestId};
+use bytes::Bytes;
+use rand::Rng;
+use std::time::{Duration, Instant};
+use voidmesh_proto::{Contact, KadMessage, Version};
+
+/// Refreshes are never scheduled closer together than this, whatever the configuration.
+const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
+
+impl Kademlia {
+    /// Sends what the query's lookup wants next; finishes the lookup phase when it is over.
+    pub(super) fn advance(&mut self, now: Instant, id: QueryId) {
+        let Some(mut query) = self.queries.remove(&id) else {
+            return;
+        };
+        let finished = loop {
+            let Some(lookup) = query.lookup.as_mut() else {
+                break false;
+            };
+            match lookup.next_step() {
+                Step::Contact(peer) => {
+                    let message = query.kind.lookup_request(*lookup.target());
+                    self.send(now, peer, message, Purpose::Lookup(id));
+                }
+                Step::Waiting => break false,
+                Step::Finished => break true,
+            }
+        };
+        if finished {
+            self.lookup_finished(now, id, query);
+        } else {
+            self.queries.insert(id, query);
+        }
+    }
+
+    /// A request got the reply it expected.
+    pub(super) fn on_reply(&mut self, now: Instant, req: &Request, reply: KadMessage) {
+        match (req.purpose, reply) {
+            (
+                Purpose::Lookup(id),
+                KadMessage::FoundValue {
+                    value,
+                    ttl_secs,
+                    version,
+                },
+            ) => self.found_value(now, id, value, ttl_secs, version),
+            (
+                Purpose::Lookup(id),
+                KadMessage::FindNodeReply { contacts } | KadMessage::ValueNotFound { contacts },
+            ) => {
+                let contacts = &contacts[..contacts.len().min(self.config.k)];
+                for contact in contacts {
+                    // Learned from a third party: inserted only where there is room.
+                    let _ = self
+                        .table
+                        .offer(now, *contact, crate::routing::Seen::Indirect);
+                }
+                let accepted = self
+                    .queries
+                    .get_mut(&id)
+                    .and_then(|q| q.lookup.as_mut())
+                    .is_some_and(|lookup| lookup.on_success(&req.to.id, contacts));
+                if accepted {
+                    self.advance(now, id);
+                }
+            }
+            (Purpose::PutStore(id), KadMessage::StoreReply { stored, .. }) if !req.timed_out => {
+                self.store_done(id, stored);
+            }
+            // Pings: hearing from the peer was all that mattered. Replicas: nobody waits.
+            _ => {}
+        }
+    }
+
+    /// A request failed: counted against its peer, then its query moves on.
+    /// `deadline` is true when the failure is our own deadline passing (a lookup then
+    /// still accepts a late answer).
+    pub(super) fn on_failure(&mut self, now: Instant, req: &Request, deadline: bool) {
+        let evicted = match req.purpose {
+            Purpose::Ping => self.table.ping_failed(now, &req.to.id),
+            _ => self.table.record_failure(now, &req.to.id),
+        };
+        if let Some(evicted) = evicted {
+            tracing::debug!(removed = ?evicted.removed.id, promoted = ?evicted.promoted.map(|c| c.id), "contact evicted");
+        }
+        match req.purpose {
+            Purpose::Lookup(id) => {
+                let changed = self
+                    .queries
+                    .get_mut(&id)
+                    .and_then(|q| q.lookup.as_mut())
+                    .is_some_and(|lookup| {
+                        if deadline {
+                            lookup.on_timeout(&req.to.id)
+                        } else {
+                            lookup.on_failure(&req.to.id)
+                        }
+                    });
+                if changed {
+                    self.advance(now, id);
+                }
+            }
+            Purpose::PutStore(id) => self.store_done(id, false),
+            Purpose::Ping | Purpose::Replicate => {}
+        }
+    }
+
+    /// A request's answer deadline passed: count the failure now, and keep the request a
+    /// while longer so a late answer is still recognised.
+    pub(super) fn request_deadline(&mut self, now: Instant, id: RequestId) {
+        let forget_at = now + self.config.query_timeout;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        req.timed_out = true;
+        req.deadline = forget_at;
+        let req = req.clone();
+        self.deadlines.insert(forget_at, Deadline::Forget(id));
+        tracing::trace!(request = ?id, peer = ?req.to.id, "request deadline passed");
+        self.on_failure(now, &req, true);
+    }
+
+    /// A query's deadline passed: its lookup ends with what it has.
+    pub(super) fn query_deadline(&mut self, now: Instant, id: QueryId) {
+        let Some(mut query) = self.queries.remove(&id) else {
+            return;
+        };
+        query.deadline = None;
+        tracing::debug!(query = ?id, "query deadline passed");
+        match query.lookup.as_mut() {
+            Some(lookup) => {
+                lookup.finish();
+                self.lookup_finished(now, id, query);
+            }
+            // Later phases have no query deadline; nothing to do.
+            None => {
+                self.queries.insert(id, query);
+            }
+        }
+    }
+
+    /// Cancels the query's deadline, if it still has one.
+    fn clear_deadline(&mut self, id: QueryId, query: &mut Query) {
+        if let Some(at) = query.deadline.take() {
+            self.deadlines.remove(at, Deadline::Query(id));
+        }
+    }
+
+    /// The lookup phase of `query` is over (converged, exhausted or timed out).
+    fn lookup_finished(&mut self, now: Instant, id: QueryId, mut query: Query) {
+        self.clear_deadline(id, &mut query);
+        let Some(lookup) = query.lookup.take() else {
+            return;
+        };
+        self.stats.lookups += 1;
+        self.stats.lookup_requests += lookup.requests() as u64;
+        let closest = lookup.closest_succeeded(self.config.k);
+        match query.kind {
+            QueryKind::Get { key } => {
+                self.events.push_back(Event::GetFinished {
+                    query: id,
+                    key,
+                    value: None,
+                });
+            }
+            QueryKind::FindNode {
+                purpose: FindPurpose::User,
+            } => {
+                self.events.push_back(Event::FindNodeFinished {
+                    query: id,
+                    target: *lookup.target(),
+                    closest,
+                });
+            }
+            QueryKind::FindNode {
+                purpose: FindPurpose::Refresh { parent },
+            } => {
+                if let Some(parent) = parent {
+                    self.refresh_done(parent);
+                }
+            }
+            QueryKind::Bootstrap { .. } => self.start_bucket_refreshes(now, id),
+            QueryKind::Put(job) => self.start_storing(now, id, job, &closest),
+        }
+    }
+
+    /// A GET's lookup got a value: the GET is over. The value is also stored at the
+    /// closest peer that answered without it, so the next GET for it stops sooner.
+    fn found_value(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        value: Bytes,
+        ttl_secs: u32,
+        version: Version,
+    ) {
+        let Some(mut query) = self.queries.remove(&id) else {
+            return;
+        };
+        let QueryKind::Get { key } = query.kind else {
+            self.queries.insert(id, query);
+            return;
+        };
+        self.clear_deadline(id, &mut query);
+        self.events.push_back(Event::GetFinished {
+            query: id,
+            key,
+            value: Some(value.clone()),
+        });
+        let Some(lookup) = query.lookup.take() else {
+            return;
+        };
+        self.stats.lookups += 1;
+        self.stats.lookup_requests += lookup.requests() as u64;
+        if let Some(peer) = lookup.closest_succeeded(1).first() {
+            let cache = KadMessage::Store {
+                key,
+                value,
+                ttl_secs,
+                replication: 1,
+                version,
+            };
+            self.send(now, *peer, cache, Purpose::Replicate);
+        }
+    }
+
+    /// Bootstrap phase two: one lookup of a random id in every bucket farther than the
+    /// closest neighbour's. Finishes at once if there is none.
+    fn start_bucket_refreshes(&mut self, now: Instant, id: QueryId) {
+        let buckets: Vec<usize> = match self.table.nearest_bucket() {
+            Some(nearest) => (nearest + 1..256).collect(),
+            None => Vec::new(),
+        };
+        if buckets.is_empty() {
+            self.events.push_back(Event::BootstrapFinished {
+                query: id,
+                contacts: self.table.len(),
+            });
+            return;
+        }
+        self.queries.insert(
+            id,
+            Query {
+                kind: QueryKind::Bootstrap {
+                    pending_refreshes: buckets.len(),
+                },
+                lookup: None,
+                deadline: None,
+            },
+        );
+        for bucket in buckets {
+            self.refresh_bucket(now, bucket, Some(id));
+        }
+    }
+
+    /// Starts a lookup of a random id in `bucket`'s range.
+    fn refresh_bucket(&mut self, now: Instant, bucket: usize, parent: Option<QueryId>) {
+        let target = self.table.id_in_bucket(bucket, self.rng.gen());
+        let kind = QueryKind::FindNode {
+            purpose: FindPurpose::Refresh { parent },
+        };
+        let _ = self.start_lookup(now, target, kind);
+    }
+
+    /// One of a bootstrap's refresh lookups ended.
+    fn refresh_done(&mut self, parent: QueryId) {
+        let Some(query) = self.queries.get_mut(&parent) else {
+            return;
+        };
+        let QueryKind::Bootstrap { pending_refreshes } = &mut query.kind else {
+            return;
+        };
+        *pending_refreshes = pending_refreshes.saturating_sub(1);
+        if *pending_refreshes == 0 {
+            self.queries.remove(&parent);
+            self.events.push_back(Event::BootstrapFinished {
+                query: parent,
+                contacts: self.table.len(),
+            });
+        }
+    }
+
+    /// PUT phase two: STORE on the `replication` closest of the nodes that answered plus
+    /// this node; keep a local copy if this node is among them or nobody answered.
+    fn start_storing(&mut self, now: Instant, id: QueryId, job: PutJob, closest: &[Contact]) {
+        let key = job.key;
+        let replication = usize::from(job.record.replication);
+        let local_distance = key.distance(&self.local_id);
+        let nearer_than_local = closest
+            .iter()
+            .take_while(|c| key.distance(&c.id) < local_distance)
+            .count();
+        let keep_local = nearer_than_local < replication || closest.is_empty();
+        let remote_count = replication - usize::from(keep_local && !closest.is_empty());
+        let targets = &closest[..closest.len().min(remote_count)];
+        let stored_local = keep_local
+            && self
+                .store
+                .put(now, key, job.record.clone(), false)
+                .is_held();
+        let storing = Storing {
+            awaiting: targets.len(),
+            stored_remote: 0,
+            stored_local,
+        };
+        let ttl_secs = remaining_secs(now, job.record.expires);
+        for target in targets {
+            let store = KadMessage::Store {
+                key,
+                value: job.record.value.clone(),
+                ttl_secs,
+                replication: job.record.replication,
+                version: job.record.version,
+            };
+            self.send(now, *target, store, Purpose::PutStore(id));
+        }
+        let job = PutJob {
+            storing: Some(storing),
+            ..job
+        };
+        if targets.is_empty() {
+            self.put_finished(id, job);
+        } else {
+            let query = Query {
+                kind: QueryKind::Put(job),
+                lookup: None,
+                deadline: None,
+            };
+            self.queries.insert(id, query);
+        }
+    }
+
+    /// One STORE of a PUT has its outcome.
+    fn store_done(&mut self, id: QueryId, stored: bool) {
+        let Some(Query {
+            kind: QueryKind::Put(job),
+            ..
+        }) = self.queries.get_mut(&id)
+        else {
+            return;
+        };
+        let Some(storing) = job.storing.as_mut() else {
+            return;
+        };
+        storing.awaiting = storing.awaiting.saturating_sub(1);
+        storing.stored_remote += usize::from(stored);
+        if storing.awaiting == 0 {
+            if let Some(Query {
+                kind: QueryKind::Put(job),
+                ..
+            }) = self.queries.remove(&id)
+            {
+                self.put_finished(id, job);
+            }
+        }
+    }
+
+    fn put_finished(&mut self, id: QueryId, job: PutJob) {
+        let storing = job.storing.unwrap_or(Storing {
+            awaiting: 0,
+            stored_remote: 0,
+            stored_local: false,
+        });
+        tracing::debug!(query = ?id, key = ?job.key, remote = storing.stored_remote, local = storing.stored_local, "put finished");
+        if job.report {
+            self.events.push_back(Event::PutFinished {
+                query: id,
+                key: job.key,
+                stored_remote: storing.stored_remote,
+                stored_local: storing.stored_local,
+            });
+        }
+    }
+
+    /// [`Timer::Refresh`](crate::timers::Timer::Refresh): a lookup in every bucket with
+    /// none for the refresh interval.
+    pub(super) fn refresh_stale_buckets(&mut self, now: Instant) {
+        let interval = self.config.refresh_interval;
+        for bucket in self.table.stale_buckets(now, interval) {
+            self.refresh_bucket(now, bucket, None);
+        }
+        let next = self.table.next_refresh(interval).unwrap_or(now + interval);
+        self.refresh_at = next.max(now + MIN_REFRESH_GAP);
+    }
+
+    /// [`Timer::Republish`](crate::timers::Timer::Republish): every due record goes out
+    /// again with its remaining TTL.
+    ///
+    /// - A record this node published gets a full PUT again (a fresh FIND_NODE lookup), as
+    ///   the closest nodes may have changed since, and the publisher may be far from its key.
+    /// - A replica goes straight to the `replication` closest nodes of the routing table,
+    ///   without a lookup: a replica holder is close to the key, and its table is most
+    ///   complete near itself, so this costs no lookup per record per interval. A replica
+    ///   that just received a copy from someone else is not due (see the store).
+    pub(super) fn republish_due(&mut self, now: Instant) {
+        for (key, record) in self.store.take_due_republish(now) {
+            if record.publisher {
+                let job = PutJob {
+                    key,
+                    record,
+                    report: false,
+                    storing: None,
+                };
+                let _ = self.start_lookup(now, key, QueryKind::Put(job));
+                continue;
+            }
+            let ttl_secs = remaining_secs(now, record.expires);
+            if ttl_secs == 0 {
+                continue;
+            }
+            let targets = self
+                .table
+                .closest(&key, usize::from(record.replication), None);
+            for target in targets {
+                let store = KadMessage::Store {
+                    key,
+                    value: record.value.clone(),
+                    ttl_secs,
+                    replication: record.replication,
+                    version: record.version,
+                };
+                self.send(now, target, store, Purpose::Replicate);
+            }
+        }
+    }
+}
