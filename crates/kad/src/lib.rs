@@ -32,6 +32,7 @@ pub mod timers;
 pub(crate) mod test_support;
 
 pub use kademlia::Kademlia;
+pub use store::{Record, StoreOutcome};
 
 use bytes::Bytes;
 use std::time::Duration;

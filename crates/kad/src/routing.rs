@@ -25,6 +25,7 @@
 //! Every request that gets no usable answer counts one failure against its contact; after
 //! [`MAX_FAILURES`] in a row the entry is removed and the newest replacement takes its place.
 
+use crate::timers::after;
 use std::time::{Duration, Instant};
 use voidmesh_proto::{Contact, Distance, Key, NodeId};
 
@@ -369,7 +370,7 @@ impl RoutingTable {
         let nearest = self.nearest_bucket()?;
         self.buckets[nearest..]
             .iter()
-            .map(|b| b.last_lookup + interval)
+            .map(|b| after(b.last_lookup, interval))
             .min()
     }
 

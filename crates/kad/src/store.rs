@@ -16,6 +16,7 @@
 //! Expiries and republish times sit in ordered sets, so the next deadline is found in
 //! O(log n) and no timer ever scans every record.
 
+use crate::timers::after;
 use bytes::Bytes;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -123,7 +124,7 @@ impl RecordStore {
         if record.expires <= now {
             return StoreOutcome::RefusedExpired;
         }
-        let republish_at = now + self.republish_interval;
+        let republish_at = after(now, self.republish_interval);
         match self.records.entry(key) {
             Entry::Occupied(mut held) => {
                 let held = held.get_mut();
@@ -222,7 +223,7 @@ impl RecordStore {
             let Some(held) = self.records.get_mut(&key) else {
                 continue;
             };
-            held.republish_at = now + self.republish_interval;
+            held.republish_at = after(now, self.republish_interval);
             self.republish.insert((held.republish_at, key));
             if held.record.expires > now {
                 due.push((key, held.record.clone()));

@@ -57,8 +57,8 @@ struct SimNode {
     contact: Contact,
     /// False while the node is down.
     alive: bool,
-    /// Events it emitted, oldest first, until taken by the test.
-    events: Vec<Event>,
+    /// Events it emitted with the time they came out, oldest first, until taken.
+    events: Vec<(Instant, Event)>,
 }
 
 /// What travels between nodes.
@@ -259,8 +259,13 @@ impl Network {
 
     /// Takes node `i`'s event for `query`, if it was emitted.
     pub fn take_event(&mut self, i: usize, query: QueryId) -> Option<Event> {
+        self.take_timed_event(i, query).map(|(_, event)| event)
+    }
+
+    /// Takes node `i`'s event for `query` with the virtual time it was emitted at.
+    pub fn take_timed_event(&mut self, i: usize, query: QueryId) -> Option<(Instant, Event)> {
         let events = &mut self.nodes[i].events;
-        let pos = events.iter().position(|e| event_query(e) == query)?;
+        let pos = events.iter().position(|(_, e)| event_query(e) == query)?;
         Some(events.remove(pos))
     }
 
@@ -435,7 +440,7 @@ impl Network {
             }
         }
         while let Some(event) = self.nodes[i].kad.poll_event() {
-            self.nodes[i].events.push(event);
+            self.nodes[i].events.push((self.now, event));
         }
         let wake = self.nodes[i].kad.poll_timeout().map(|t| t.max(self.now));
         if wake != self.scheduled[i] {

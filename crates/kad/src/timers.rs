@@ -9,7 +9,7 @@
 
 use crate::{QueryId, RequestId};
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The node's periodic timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,18 @@ pub enum Timer {
     /// the record store's republish order).
     Republish,
 }
+
+/// `now + delay`, saturating instead of panicking when a configured duration is so large
+/// that the sum overflows `Instant` (it then means "practically never").
+pub fn after(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(NEVER))
+        .unwrap_or(now)
+}
+
+/// How far away "never" is when a configured duration overflows `Instant` (about a
+/// century).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Timer {
     /// Every periodic timer.
@@ -89,7 +101,16 @@ impl Deadlines {
 mod tests {
     use super::*;
     use crate::test_support::epoch;
-    use std::time::Duration;
+
+    #[test]
+    fn huge_durations_saturate_instead_of_panicking() {
+        let t0 = epoch();
+        assert!(after(t0, Duration::MAX) > t0);
+        assert_eq!(
+            after(t0, Duration::from_secs(1)),
+            t0 + Duration::from_secs(1)
+        );
+    }
 
     #[test]
     fn deadlines_fire_in_order_and_not_early() {

@@ -12,8 +12,8 @@ mod serve;
 
 use crate::lookup::Lookup;
 use crate::routing::{Insert, RoutingTable, Seen};
-use crate::store::{Record, RecordStore};
-use crate::timers::{Deadline, Deadlines, Timer};
+use crate::store::{Record, RecordStore, StoreOutcome};
+use crate::timers::{after, Deadline, Deadlines, Timer};
 use crate::{Config, Event, QueryId, RequestFailure, RequestId, Stats, Transmit};
 use bytes::Bytes;
 use query::{Expect, FindPurpose, Purpose, PutJob, Query, QueryKind, Request};
@@ -73,7 +73,15 @@ pub struct Kademlia {
 
 impl Kademlia {
     /// A node with an empty routing table and no records.
+    ///
+    /// `k`, `alpha` and `max_replication` below 1 are taken as 1.
     pub fn new(local_id: NodeId, config: Config, now: Instant) -> Self {
+        let config = Config {
+            k: config.k.max(1),
+            alpha: config.alpha.max(1),
+            max_replication: config.max_replication.max(1),
+            ..config
+        };
         Kademlia {
             local_id,
             rng: StdRng::seed_from_u64(config.rng_seed),
@@ -82,7 +90,7 @@ impl Kademlia {
             queries: HashMap::new(),
             requests: HashMap::new(),
             deadlines: Deadlines::default(),
-            refresh_at: now + config.refresh_interval,
+            refresh_at: after(now, config.refresh_interval),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_request: 0,
@@ -118,6 +126,12 @@ impl Kademlia {
     /// Number of records held.
     pub fn record_count(&self) -> usize {
         self.store.len()
+    }
+
+    /// Every record held (some may have expired but not been swept yet; check
+    /// [`Record::expires`]), e.g. to persist them across restarts.
+    pub fn records(&self) -> impl Iterator<Item = (&Key, &Record)> + '_ {
+        self.store.iter()
     }
 
     /// Number of operations still running (commands and internal lookups such as bucket
@@ -161,6 +175,19 @@ impl Kademlia {
         self.heard_from(now, contact);
     }
 
+    /// Puts a record straight into the local store, with the same rules as a STORE from a
+    /// peer (newest version wins, TTL clamped to `max_ttl` from `now`, store bound), e.g.
+    /// to reload records persisted before a restart. Nothing is sent.
+    pub fn restore_record(&mut self, now: Instant, key: Key, record: Record) -> StoreOutcome {
+        let latest = after(now, self.config.max_ttl);
+        let record = Record {
+            expires: record.expires.min(latest),
+            replication: self.clamp_replication(record.replication),
+            ..record
+        };
+        self.store.put(now, key, record, false)
+    }
+
     /// Starts a GET: a local copy answers at once, else an iterative FIND_VALUE lookup.
     ///
     /// [`Event::GetFinished`] follows exactly once: with the first value a peer returns,
@@ -194,7 +221,7 @@ impl Kademlia {
         let record = Record {
             value,
             version,
-            expires: now + ttl.min(self.config.max_ttl),
+            expires: after(now, ttl.min(self.config.max_ttl)),
             replication: self.clamp_replication(replication),
             publisher: true,
         };
@@ -330,14 +357,14 @@ impl Kademlia {
     }
 
     fn clamp_replication(&self, replication: u8) -> u8 {
-        replication.clamp(1, self.config.max_replication.max(1))
+        replication.clamp(1, self.config.max_replication)
     }
 
     /// Queues a request and sets its deadline.
     fn send(&mut self, now: Instant, to: Contact, message: KadMessage, purpose: Purpose) {
         let request = RequestId(self.next_request);
         self.next_request += 1;
-        let deadline = now + self.config.request_timeout;
+        let deadline = after(now, self.config.request_timeout);
         self.requests.insert(
             request,
             Request {
@@ -378,7 +405,7 @@ impl Kademlia {
             self.config.k,
             self.config.alpha,
         );
-        let deadline = now + self.config.query_timeout;
+        let deadline = after(now, self.config.query_timeout);
         self.deadlines.insert(deadline, Deadline::Query(id));
         let query = Query {
             kind,

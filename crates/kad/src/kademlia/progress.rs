@@ -8,7 +8,7 @@ use super::query::{FindPurpose, Purpose, PutJob, Query, QueryKind, Request, Stor
 use super::serve::remaining_secs;
 use super::Kademlia;
 use crate::lookup::Step;
-use crate::timers::Deadline;
+use crate::timers::{after, Deadline};
 use crate::{Event, QueryId, RequestId};
 use bytes::Bytes;
 use rand::Rng;
@@ -119,7 +119,7 @@ impl Kademlia {
     /// A request's answer deadline passed: count the failure now, and keep the request a
     /// while longer so a late answer is still recognised.
     pub(super) fn request_deadline(&mut self, now: Instant, id: RequestId) {
-        let forget_at = now + self.config.query_timeout;
+        let forget_at = after(now, self.config.query_timeout);
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
@@ -390,8 +390,11 @@ impl Kademlia {
         for bucket in self.table.stale_buckets(now, interval) {
             self.refresh_bucket(now, bucket, None);
         }
-        let next = self.table.next_refresh(interval).unwrap_or(now + interval);
-        self.refresh_at = next.max(now + MIN_REFRESH_GAP);
+        let next = self
+            .table
+            .next_refresh(interval)
+            .unwrap_or(after(now, interval));
+        self.refresh_at = next.max(after(now, MIN_REFRESH_GAP));
     }
 
     /// [`Timer::Republish`](crate::timers::Timer::Republish): every due record goes out

@@ -2,6 +2,7 @@
 
 use super::Kademlia;
 use crate::store::Record;
+use crate::timers::after;
 use std::time::{Duration, Instant};
 use voidmesh_proto::kad_msg::MAX_CONTACTS;
 use voidmesh_proto::{Contact, KadMessage};
@@ -31,7 +32,7 @@ impl Kademlia {
                 let record = Record {
                     value,
                     version,
-                    expires: now + ttl,
+                    expires: after(now, ttl),
                     replication: self.clamp_replication(replication),
                     publisher: false,
                 };

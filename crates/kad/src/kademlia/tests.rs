@@ -44,6 +44,81 @@ fn secs(n: u64) -> Duration {
 }
 
 #[test]
+fn restored_record_is_served_and_listed() {
+    let now = epoch();
+    let mut kad = node(now);
+    let key = Key([4; 32]);
+    let record = Record {
+        value: Bytes::from_static(b"kept"),
+        version: Version(3),
+        expires: now + secs(1_000_000),
+        replication: 0,
+        publisher: true,
+    };
+    assert_eq!(kad.restore_record(now, key, record), StoreOutcome::Stored);
+    let (k, held) = kad.records().next().unwrap();
+    assert_eq!(*k, key);
+    assert_eq!(held.replication, 1);
+    assert!(held.expires <= now + kad.config().max_ttl);
+    let reply = kad.handle_request(now, contact(1), KadMessage::FindValue { key });
+    assert!(matches!(
+        reply,
+        KadMessage::FoundValue {
+            version: Version(3),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn huge_configured_durations_do_not_panic() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            request_timeout: Duration::MAX,
+            query_timeout: Duration::MAX,
+            max_ttl: Duration::MAX,
+            refresh_interval: Duration::MAX,
+            republish_interval: Duration::MAX,
+            ..config()
+        },
+        now,
+    );
+    kad.add_contact(now, contact(1));
+    let _ = kad.put(
+        now,
+        Key([1; 32]),
+        Bytes::new(),
+        Duration::MAX,
+        3,
+        Version(1),
+    );
+    let _ = kad.handle_request(now, contact(1), store(Key([2; 32]), b"v", u32::MAX, 1));
+    let _ = transmits(&mut kad);
+    kad.handle_timeout(now + secs(3600));
+    assert!(kad.poll_timeout().is_some());
+}
+
+#[test]
+fn zero_k_and_alpha_are_taken_as_one() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            k: 0,
+            alpha: 0,
+            max_replication: 0,
+            ..config()
+        },
+        now,
+    );
+    kad.add_contact(now, contact(1));
+    let _ = kad.find_node(now, id(1));
+    assert_eq!(transmits(&mut kad).len(), 1);
+}
+
+#[test]
 fn bootstrap_without_seeds_finishes_at_once() {
     let now = epoch();
     let mut kad = node(now);

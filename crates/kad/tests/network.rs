@@ -1,0 +1,244 @@
+//! Hundreds of nodes in one in-memory network under a virtual clock
+//! ([`voidmesh_kad::testing::Network`]): bootstrap, lookups, PUT/GET, expiry and failures.
+//!
+//! Everything is seeded, so every run is the same run. Each test prints the figures it
+//! measures (`cargo test -p voidmesh-kad --test network -- --nocapture`).
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::{Duration, Instant};
+use voidmesh_kad::testing::Network;
+use voidmesh_kad::{Config, Event, QueryId};
+use voidmesh_proto::{Key, Version};
+
+/// One-way latency of every message.
+const LATENCY: Duration = Duration::from_millis(10);
+/// Nodes in the large tests.
+const NODES: usize = 300;
+
+fn config() -> Config {
+    Config::default()
+}
+
+/// A network of `n` nodes that all joined through node 0, one after the other.
+fn bootstrapped(n: usize, seed: u64) -> Network {
+    // The one real timestamp: the virtual clock starts here and only moves by Durations.
+    let epoch = Instant::now();
+    let mut net = Network::with_nodes(n, &config(), seed, epoch, LATENCY);
+    let first = net.command(0, |kad, now| kad.bootstrap(now, &[]));
+    net.drive().expect("first bootstrap settles");
+    assert!(matches!(
+        net.take_event(0, first),
+        Some(Event::BootstrapFinished { contacts: 0, .. })
+    ));
+    let seed_contact = net.contact(0);
+    for i in 1..n {
+        let query = net.command(i, |kad, now| kad.bootstrap(now, &[seed_contact]));
+        net.drive().expect("bootstrap settles without livelock");
+        assert!(
+            matches!(
+                net.take_event(i, query),
+                Some(Event::BootstrapFinished { .. })
+            ),
+            "node {i} finished bootstrapping"
+        );
+    }
+    net
+}
+
+/// The k ids nearest to `target` among the live nodes other than `except`, by brute force.
+fn true_closest(net: &Network, target: &Key, except: usize, k: usize) -> Vec<Key> {
+    let mut ids: Vec<Key> = (0..net.len())
+        .filter(|&i| i != except && net.is_alive(i))
+        .map(|i| net.contact(i).id)
+        .collect();
+    ids.sort_by_key(|id| target.distance(id));
+    ids.truncate(k);
+    ids
+}
+
+fn get(net: &mut Network, node: usize, key: Key) -> Option<Bytes> {
+    let query = net.command(node, |kad, now| kad.get(now, key));
+    net.drive().expect("get settles");
+    match net.take_event(node, query) {
+        Some(Event::GetFinished { value, .. }) => value,
+        other => panic!("node {node}: expected GetFinished, got {other:?}"),
+    }
+}
+
+fn put(net: &mut Network, node: usize, key: Key, ttl: Duration, replication: u8) -> (usize, bool) {
+    let value = Bytes::from(key.0.to_vec());
+    let query: QueryId = net.command(node, |kad, now| {
+        kad.put(now, key, value, ttl, replication, Version(1))
+    });
+    net.drive().expect("put settles");
+    match net.take_event(node, query) {
+        Some(Event::PutFinished {
+            stored_remote,
+            stored_local,
+            ..
+        }) => (stored_remote, stored_local),
+        other => panic!("node {node}: expected PutFinished, got {other:?}"),
+    }
+}
+
+#[test]
+fn lookups_converge_to_the_true_k_closest() {
+    let started = Instant::now();
+    let mut net = bootstrapped(NODES, 1);
+    let bootstrap_time = started.elapsed();
+    let messages_after_bootstrap = net.messages_delivered();
+    let mut rng = StdRng::seed_from_u64(99);
+    let lookups = 100;
+    let (mut requests, mut round_trips) = (0u64, 0.0f64);
+    let mut worst_overlap = usize::MAX;
+    for _ in 0..lookups {
+        let node = rng.gen_range(0..NODES);
+        let target = Key(rng.gen());
+        let before = net.kad(node).stats().lookup_requests;
+        let start = net.now();
+        let query = net.command(node, |kad, now| kad.find_node(now, target));
+        net.drive().expect("lookup settles");
+        let Some((at, Event::FindNodeFinished { closest, .. })) = net.take_timed_event(node, query)
+        else {
+            panic!("lookup from node {node} did not finish");
+        };
+        requests += net.kad(node).stats().lookup_requests - before;
+        round_trips += (at - start).as_secs_f64() / (2.0 * LATENCY.as_secs_f64());
+        let truth = true_closest(&net, &target, node, 20);
+        let overlap = closest.iter().filter(|c| truth.contains(&c.id)).count();
+        worst_overlap = worst_overlap.min(overlap);
+        assert!(
+            overlap >= 19,
+            "lookup from {node} found {overlap}/20 of the true closest"
+        );
+    }
+    let tables: Vec<usize> = (0..NODES).map(|i| net.kad(i).contacts().len()).collect();
+    println!(
+        "{NODES} nodes: bootstrap of all took {bootstrap_time:?} wall, {messages_after_bootstrap} messages \
+         ({:.0}/node); lookups: worst overlap {worst_overlap}/20, mean {:.1} requests, \
+         mean {:.1} round trips; table sizes {}..{} (mean {:.0})",
+        messages_after_bootstrap as f64 / NODES as f64,
+        requests as f64 / lookups as f64,
+        round_trips / lookups as f64,
+        tables.iter().min().unwrap_or(&0),
+        tables.iter().max().unwrap_or(&0),
+        tables.iter().sum::<usize>() as f64 / NODES as f64,
+    );
+}
+
+#[test]
+fn value_put_from_one_node_is_found_from_every_other() {
+    let mut net = bootstrapped(NODES, 2);
+    let key = Key([0x42; 32]);
+    let (remote, local) = put(&mut net, 17, key, Duration::from_secs(3600), 20);
+    assert!(
+        remote + usize::from(local) >= 19,
+        "stored on {remote} remote nodes (local: {local})"
+    );
+    let start = net.now();
+    let mut hops = 0.0;
+    for node in 0..NODES {
+        let query = net.command(node, |kad, now| kad.get(now, key));
+        let get_start = net.now();
+        net.drive().expect("get settles");
+        let Some((at, Event::GetFinished { value, .. })) = net.take_timed_event(node, query) else {
+            panic!("no GetFinished on node {node}");
+        };
+        assert_eq!(
+            value,
+            Some(Bytes::from(key.0.to_vec())),
+            "GET from node {node}"
+        );
+        hops += (at - get_start).as_secs_f64() / (2.0 * LATENCY.as_secs_f64());
+    }
+    println!(
+        "GET of one key from all {NODES} nodes: mean {:.2} round trips, {:?} virtual in all",
+        hops / NODES as f64,
+        net.now() - start
+    );
+}
+
+#[test]
+fn get_for_an_absent_key_yields_none() {
+    let mut net = bootstrapped(100, 3);
+    for node in [0, 10, 99] {
+        assert_eq!(get(&mut net, node, Key([0xab; 32])), None);
+    }
+}
+
+#[test]
+fn record_with_short_ttl_is_gone_after_it_expired() {
+    let mut net = bootstrapped(100, 4);
+    let key = Key([0x17; 32]);
+    put(&mut net, 5, key, Duration::from_secs(30), 5);
+    assert!(get(&mut net, 50, key).is_some());
+    net.run_for(Duration::from_secs(31))
+        .expect("expiry settles without livelock");
+    let held: usize = (0..net.len()).map(|i| net.kad(i).record_count()).sum();
+    assert_eq!(held, 0, "records left after expiry");
+    for node in [5, 50, 77] {
+        assert_eq!(get(&mut net, node, key), None);
+    }
+}
+
+#[test]
+fn values_survive_a_third_of_the_nodes_failing() {
+    let mut net = bootstrapped(NODES, 5);
+    let mut rng = StdRng::seed_from_u64(5);
+    let keys: Vec<Key> = (0..20).map(|_| Key(rng.gen())).collect();
+    for key in &keys {
+        let from = rng.gen_range(0..NODES);
+        put(&mut net, from, *key, Duration::from_secs(3600), 8);
+    }
+    // A third of the nodes go down; requests to them fail.
+    let mut down = 0;
+    while down < NODES / 3 {
+        let i = rng.gen_range(0..NODES);
+        if net.is_alive(i) {
+            net.set_alive(i, false);
+            down += 1;
+        }
+    }
+    let alive: Vec<usize> = (0..NODES).filter(|&i| net.is_alive(i)).collect();
+    let mut found = 0;
+    for (n, key) in keys.iter().enumerate() {
+        for getter in alive.iter().skip(n).step_by(25) {
+            let value = get(&mut net, *getter, *key);
+            assert_eq!(
+                value,
+                Some(Bytes::from(key.0.to_vec())),
+                "key {n} from node {getter}"
+            );
+            found += 1;
+        }
+    }
+    println!("{found} GETs after {down} of {NODES} nodes went down: all found");
+}
+
+#[test]
+fn replicas_republish_to_live_nodes_when_holders_fail() {
+    let mut net = bootstrapped(60, 6);
+    let key = Key([0x99; 32]);
+    put(&mut net, 3, key, Duration::from_secs(6 * 3600), 4);
+    let holders: Vec<usize> = (0..net.len())
+        .filter(|&i| net.kad(i).record_count() > 0)
+        .collect();
+    assert_eq!(holders.len(), 4, "replication 4");
+    // Half of the holders go down; within a republish interval the survivors store the
+    // record on other nodes again.
+    for &h in &holders[..2] {
+        net.set_alive(h, false);
+    }
+    net.run_for(Duration::from_secs(3600 + 60))
+        .expect("republish settles");
+    let live_holders = (0..net.len())
+        .filter(|&i| net.is_alive(i) && net.kad(i).record_count() > 0)
+        .count();
+    assert!(
+        live_holders >= 3,
+        "after republishing, {live_holders} live nodes hold the record"
+    );
+    assert!(get(&mut net, 40, key).is_some());
+}
