@@ -19,6 +19,7 @@
 //!
 //! The lookup holds no clock: deadlines are the owner's business.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use voidmesh_proto::{Contact, Distance, Key, NodeId};
 
@@ -113,7 +114,7 @@ impl Lookup {
             requests: 0,
         };
         for contact in seeds {
-            lookup.add_candidate(contact);
+            let _ = lookup.add_candidate(contact);
         }
         lookup
     }
@@ -138,22 +139,23 @@ impl Lookup {
         self.peers.get(&self.target.distance(id)).map(|p| p.state)
     }
 
-    fn add_candidate(&mut self, contact: Contact) -> bool {
+    /// Adds a new candidate; returns its distance, or `None` if it is the local node or
+    /// already known.
+    fn add_candidate(&mut self, contact: Contact) -> Option<Distance> {
         if contact.id == self.local_id {
-            return false;
+            return None;
         }
         let distance = self.target.distance(&contact.id);
-        if self.peers.contains_key(&distance) {
-            return false;
+        match self.peers.entry(distance) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(slot) => {
+                slot.insert(Peer {
+                    contact,
+                    state: PeerState::NotContacted,
+                });
+                Some(distance)
+            }
         }
-        self.peers.insert(
-            distance,
-            Peer {
-                contact,
-                state: PeerState::NotContacted,
-            },
-        );
-        true
     }
 
     fn at_capacity(&self) -> bool {
@@ -228,8 +230,7 @@ impl Lookup {
         let had_enough = self.peers.len() >= self.num_results;
         let mut progress = false;
         for contact in closer.iter().take(self.num_results) {
-            let distance = self.target.distance(&contact.id);
-            if self.add_candidate(*contact) {
+            if let Some(distance) = self.add_candidate(*contact) {
                 progress |= !had_enough || self.peers.keys().next() == Some(&distance);
             }
         }

@@ -71,7 +71,7 @@ impl StoreOutcome {
 }
 
 /// The records of one node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RecordStore {
     /// Records by key.
     records: HashMap<Key, Held>,

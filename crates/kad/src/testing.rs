@@ -4,8 +4,10 @@
 //! Every message takes a fixed one-way latency. Time never passes by itself: the network
 //! jumps from one event to the next (a message arriving, a node's
 //! [`poll_timeout`](Kademlia::poll_timeout)), so a run is deterministic and fast.
-//! A node can be *down*: requests to it fail with [`RequestFailure::Unreachable`] after
-//! the latency, as a transport would report, and it is never driven.
+//! A node can be down ([`NodeState`]): either requests to it fail with
+//! [`RequestFailure::Unreachable`] after the latency, as a transport would report, or they
+//! vanish without a word, so only the senders' own deadlines notice. A down node is never
+//! driven.
 //!
 //! The network reads no clock either: the caller hands it the first [`Instant`].
 //!
@@ -49,20 +51,33 @@ pub enum DriveError {
     },
 }
 
+/// Whether a node takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Up and answering.
+    Up,
+    /// Down, and the transport says so: requests to it fail with
+    /// [`RequestFailure::Unreachable`] one latency later.
+    Unreachable,
+    /// Down without a trace: requests to it are dropped and never answered.
+    Silent,
+}
+
 /// One simulated node.
+#[derive(Clone)]
 struct SimNode {
     /// Its state machine.
     kad: Kademlia,
     /// Its id and (made-up) address.
     contact: Contact,
-    /// False while the node is down.
-    alive: bool,
+    /// Whether it is up, and how it fails when it is not.
+    state: NodeState,
     /// Events it emitted with the time they came out, oldest first, until taken.
     events: Vec<(Instant, Event)>,
 }
 
 /// What travels between nodes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Payload {
     /// A request on its way to `to`.
     Request {
@@ -87,7 +102,7 @@ enum Payload {
 }
 
 /// A message in flight, ordered by arrival time, then by send order.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct InFlight {
     /// When it arrives.
     at: Instant,
@@ -115,6 +130,10 @@ impl Ord for InFlight {
 }
 
 /// Many nodes, one virtual clock, one message queue; see the module doc.
+///
+/// `Clone` forks the whole network, clock and messages in flight included, so one
+/// expensive setup (e.g. bootstrapping hundreds of nodes) can serve several scenarios.
+#[derive(Clone)]
 pub struct Network {
     /// The nodes, by index.
     nodes: Vec<SimNode>,
@@ -191,7 +210,7 @@ impl Network {
         self.nodes.push(SimNode {
             kad: Kademlia::new(id, config, self.now),
             contact,
-            alive: true,
+            state: NodeState::Up,
             events: Vec::new(),
         });
         self.by_id.insert(id, index);
@@ -227,14 +246,24 @@ impl Network {
 
     /// Whether node `i` is up.
     pub fn is_alive(&self, i: usize) -> bool {
-        self.nodes[i].alive
+        self.nodes[i].state == NodeState::Up
     }
 
-    /// Takes node `i` down or brings it back. A down node drops every message; senders
-    /// learn it as [`RequestFailure::Unreachable`] one latency later.
+    /// Takes node `i` down (as [`NodeState::Unreachable`]) or brings it back.
     pub fn set_alive(&mut self, i: usize, alive: bool) {
-        self.nodes[i].alive = alive;
-        if alive {
+        let state = if alive {
+            NodeState::Up
+        } else {
+            NodeState::Unreachable
+        };
+        self.set_state(i, state);
+    }
+
+    /// Sets whether node `i` is up, and how it fails when it is not. Messages already in
+    /// flight to it are treated according to its state when they arrive.
+    pub fn set_state(&mut self, i: usize, state: NodeState) {
+        self.nodes[i].state = state;
+        if state == NodeState::Up {
             self.flush(i);
         }
     }
@@ -320,13 +349,13 @@ impl Network {
     fn is_idle(&self) -> bool {
         self.nodes
             .iter()
-            .all(|n| !n.alive || n.kad.active_queries() == 0)
+            .all(|n| n.state != NodeState::Up || n.kad.active_queries() == 0)
     }
 
     /// The earliest live wake-up time, dropping stale entries.
     fn next_timer(&mut self) -> Option<(Instant, usize)> {
         while let Some(&Reverse((at, i))) = self.timers.peek() {
-            if self.nodes[i].alive && self.scheduled[i] == Some(at) {
+            if self.nodes[i].state == NodeState::Up && self.scheduled[i] == Some(at) {
                 return Some((at, i));
             }
             self.timers.pop();
@@ -392,13 +421,15 @@ impl Network {
                 request,
                 message,
             } => {
-                let outcome = if self.nodes[to].alive {
-                    let sender = self.nodes[from].contact;
-                    let reply = self.nodes[to].kad.handle_request(now, sender, message);
-                    self.flush(to);
-                    Ok(reply)
-                } else {
-                    Err(RequestFailure::Unreachable)
+                let outcome = match self.nodes[to].state {
+                    NodeState::Up => {
+                        let sender = self.nodes[from].contact;
+                        let reply = self.nodes[to].kad.handle_request(now, sender, message);
+                        self.flush(to);
+                        Ok(reply)
+                    }
+                    NodeState::Unreachable => Err(RequestFailure::Unreachable),
+                    NodeState::Silent => return,
                 };
                 self.enqueue(Payload::Response {
                     to: from,
@@ -411,7 +442,7 @@ impl Network {
                 request,
                 outcome,
             } => {
-                if self.nodes[to].alive {
+                if self.nodes[to].state == NodeState::Up {
                     self.nodes[to].kad.handle_response(now, request, outcome);
                     self.flush(to);
                 }
@@ -421,7 +452,7 @@ impl Network {
 
     /// Sends node `i`'s transmits, keeps its events and reschedules its wake-up.
     fn flush(&mut self, i: usize) {
-        if !self.nodes[i].alive {
+        if self.nodes[i].state != NodeState::Up {
             return;
         }
         while let Some(transmit) = self.nodes[i].kad.poll_transmit() {

@@ -54,7 +54,7 @@ pub enum Deadline {
 }
 
 /// Pending deadlines, earliest first.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Deadlines {
     /// `(when, what)`; the pair is unique because request and query ids are.
     set: BTreeSet<(Instant, Deadline)>,

@@ -40,6 +40,9 @@ use voidmesh_proto::{Contact, KadMessage, Key, NodeId, Version};
 /// The node keeps its own deadline for every request it sends (`Config::request_timeout`),
 /// so a driver that never reports an outcome cannot stall a lookup; it should still report
 /// every outcome, because a late answer is still used.
+///
+/// `Clone` takes a snapshot of the whole node, e.g. to fork a simulation.
+#[derive(Clone)]
 pub struct Kademlia {
     /// This node's id; never in the routing table, never queried.
     local_id: NodeId,

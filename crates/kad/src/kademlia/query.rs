@@ -7,7 +7,7 @@ use std::time::Instant;
 use voidmesh_proto::{Contact, KadMessage, Key};
 
 /// One running operation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Query {
     /// What it is for, and what happens when its lookup ends.
     pub kind: QueryKind,
@@ -20,7 +20,7 @@ pub(crate) struct Query {
 }
 
 /// What a query does.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum QueryKind {
     /// A GET: FIND_VALUE until a value arrives or the lookup ends.
     Get {
@@ -54,7 +54,7 @@ pub(crate) enum FindPurpose {
 }
 
 /// The record a PUT stores, and how far it got.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PutJob {
     /// The key.
     pub key: Key,
