@@ -173,6 +173,69 @@ fn value_put_from_one_node_is_found_from_every_other() {
 }
 
 #[test]
+fn newer_version_is_what_every_node_reads() {
+    let mut net = bootstrapped(100, 8);
+    let key = Key([0x5a; 32]);
+    let put_version = |net: &mut Network, from: usize, value: &'static [u8], version: u64| {
+        let query = net.command(from, |kad, now| {
+            let ttl = Duration::from_secs(3600);
+            kad.put(
+                now,
+                key,
+                Bytes::from_static(value),
+                ttl,
+                5,
+                Version(version),
+            )
+        });
+        net.drive().expect("put settles");
+        net.take_event(from, query)
+    };
+    put_version(&mut net, 1, b"old", 1);
+    // Everybody reads the old value once (no GET may leave a stale copy behind)...
+    for node in 0..net.len() {
+        assert_eq!(get(&mut net, node, key), Some(Bytes::from_static(b"old")));
+    }
+    // ...then a newer version from another node replaces it everywhere, and a late
+    // STORE of the old version changes nothing.
+    put_version(&mut net, 2, b"new", 2);
+    put_version(&mut net, 3, b"old", 1);
+    for node in 0..net.len() {
+        assert_eq!(
+            get(&mut net, node, key),
+            Some(Bytes::from_static(b"new")),
+            "node {node}"
+        );
+    }
+}
+
+#[test]
+fn nodes_bootstrapping_all_at_once_still_converge() {
+    let epoch = Instant::now();
+    let n = 100;
+    let mut net = Network::with_nodes(n, &config(), 9, epoch, LATENCY);
+    let _ = net.command(0, |kad, now| kad.bootstrap(now, &[]));
+    let seed_contact = net.contact(0);
+    for i in 1..n {
+        let _ = net.command(i, |kad, now| kad.bootstrap(now, &[seed_contact]));
+    }
+    net.drive().expect("concurrent bootstrap settles");
+    let mut rng = StdRng::seed_from_u64(9);
+    for _ in 0..30 {
+        let node = rng.gen_range(0..n);
+        let target = Key(rng.gen());
+        let query = net.command(node, |kad, now| kad.find_node(now, target));
+        net.drive().expect("lookup settles");
+        let Some(Event::FindNodeFinished { closest, .. }) = net.take_event(node, query) else {
+            panic!("lookup from node {node} did not finish");
+        };
+        let truth = true_closest(&net, &target, node, 20);
+        let overlap = closest.iter().filter(|c| truth.contains(&c.id)).count();
+        assert!(overlap >= 19, "lookup from {node}: {overlap}/20");
+    }
+}
+
+#[test]
 fn get_for_an_absent_key_yields_none() {
     let mut net = bootstrapped(100, 3);
     for node in [0, 10, 99] {

@@ -13,7 +13,7 @@ use crate::{Event, QueryId, RequestId};
 use bytes::Bytes;
 use rand::Rng;
 use std::time::{Duration, Instant};
-use voidmesh_proto::{Contact, KadMessage, Version};
+use voidmesh_proto::{Contact, KadMessage};
 
 /// Refreshes are never scheduled closer together than this, whatever the configuration.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
@@ -47,14 +47,9 @@ impl Kademlia {
     /// A request got the reply it expected.
     pub(super) fn on_reply(&mut self, now: Instant, req: &Request, reply: KadMessage) {
         match (req.purpose, reply) {
-            (
-                Purpose::Lookup(id),
-                KadMessage::FoundValue {
-                    value,
-                    ttl_secs,
-                    version,
-                },
-            ) => self.found_value(now, id, value, ttl_secs, version),
+            (Purpose::Lookup(id), KadMessage::FoundValue { value, .. }) => {
+                self.found_value(id, value)
+            }
             (
                 Purpose::Lookup(id),
                 KadMessage::FindNodeReply { contacts } | KadMessage::ValueNotFound { contacts },
@@ -195,16 +190,13 @@ impl Kademlia {
         }
     }
 
-    /// A GET's lookup got a value: the GET is over. The value is also stored at the
-    /// closest peer that answered without it, so the next GET for it stops sooner.
-    fn found_value(
-        &mut self,
-        now: Instant,
-        id: QueryId,
-        value: Bytes,
-        ttl_secs: u32,
-        version: Version,
-    ) {
+    /// A GET's lookup got a value: the GET is over.
+    ///
+    /// The value is deliberately not cached at the closest peer that lacked it (the
+    /// Kademlia paper's optional caching): that peer may lie outside the replication set,
+    /// where no later PUT of a newer version would reach it, so it would serve the old
+    /// version for the rest of its TTL. Newest-wins matters more here than saving a hop.
+    fn found_value(&mut self, id: QueryId, value: Bytes) {
         let Some(mut query) = self.queries.remove(&id) else {
             return;
         };
@@ -216,22 +208,11 @@ impl Kademlia {
         self.events.push_back(Event::GetFinished {
             query: id,
             key,
-            value: Some(value.clone()),
+            value: Some(value),
         });
-        let Some(lookup) = query.lookup.take() else {
-            return;
-        };
-        self.stats.lookups += 1;
-        self.stats.lookup_requests += lookup.requests() as u64;
-        if let Some(peer) = lookup.closest_succeeded(1).first() {
-            let cache = KadMessage::Store {
-                key,
-                value,
-                ttl_secs,
-                replication: 1,
-                version,
-            };
-            self.send(now, *peer, cache, Purpose::Replicate);
+        if let Some(lookup) = query.lookup.take() {
+            self.stats.lookups += 1;
+            self.stats.lookup_requests += lookup.requests() as u64;
         }
     }
 

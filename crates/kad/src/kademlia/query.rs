@@ -97,7 +97,7 @@ pub(crate) enum Purpose {
     PutStore(QueryId),
     /// A check on a full bucket's oldest entry before it is replaced.
     Ping,
-    /// A STORE nobody waits for (replica republish, caching after a GET).
+    /// A STORE nobody waits for (a replica's republish).
     Replicate,
 }
 
