@@ -13,10 +13,14 @@
 //!   address wait for the same one.
 //! - Dead connections leave when their connection task ends ([`Cache::forget`]), and are
 //!   skipped by [`Cache::live`] until then.
+//! - Each entry remembers when it was last used (a request either way). Above the
+//!   connection limit, [`Cache::evict_idle`] gives up the least recently used entries that
+//!   have been idle long enough to have no request in flight.
 
 use crate::endpoint::DialResult;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use voidmesh_proto::NodeId;
 
@@ -26,6 +30,8 @@ struct Peer {
     conn: quinn::Connection,
     /// Whether we opened it; decides which of two simultaneous connections stays.
     outbound: bool,
+    /// When a request last went either way on it.
+    last_used: Instant,
 }
 
 /// The connection cache of one endpoint (see the module doc).
@@ -42,20 +48,67 @@ pub(crate) struct Cache {
 impl Cache {
     /// A live connection to `to`: to the node `expect` if given (at any address, since
     /// the id is what matters), else to whichever node was proved at `to`.
+    /// Marks it used at `now`.
     pub(crate) fn live(
-        &self,
+        &mut self,
         to: SocketAddr,
         expect: Option<NodeId>,
+        now: Instant,
     ) -> Option<(quinn::Connection, NodeId)> {
         let id = expect.or_else(|| self.addrs.get(&to).copied())?;
-        let peer = self.peers.get(&id)?;
+        let peer = self.peers.get_mut(&id)?;
         if peer.conn.close_reason().is_some() {
             return None;
         }
         if expect.is_none() && peer.conn.remote_address() != to {
             return None;
         }
+        peer.last_used = now;
         Some((peer.conn.clone(), id))
+    }
+
+    /// Marks `conn` used at `now` if it is the one cached for `peer` (the peer sent us a
+    /// request on it).
+    pub(crate) fn touch(&mut self, peer: NodeId, conn: &quinn::Connection, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if p.conn.stable_id() == conn.stable_id() {
+                p.last_used = now;
+            }
+        }
+    }
+
+    /// While more than `max` connections are cached, removes the least recently used one
+    /// among those unused for at least `idle_for`, and returns the removed connections
+    /// (for the caller to close). Busy connections are never taken, so the cache may stay
+    /// above `max` for a while.
+    pub(crate) fn evict_idle(
+        &mut self,
+        max: usize,
+        idle_for: Duration,
+        now: Instant,
+    ) -> Vec<quinn::Connection> {
+        if self.peers.len() <= max {
+            return Vec::new();
+        }
+        let mut idle: Vec<(Instant, NodeId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.last_used) >= idle_for)
+            .map(|(id, p)| (p.last_used, *id))
+            .collect();
+        idle.sort_unstable();
+        let excess = self.peers.len() - max;
+        let mut evicted = Vec::new();
+        for (_, id) in idle.into_iter().take(excess) {
+            if let Some(p) = self.peers.remove(&id) {
+                let addr = p.conn.remote_address();
+                if self.addrs.get(&addr) == Some(&id) {
+                    self.addrs.remove(&addr);
+                }
+                evicted.push(p.conn);
+            }
+        }
+        evicted
     }
 
     /// The dial to `to` in progress, if any.
@@ -84,6 +137,7 @@ impl Cache {
         peer: NodeId,
         outbound: bool,
         we_are_smaller: bool,
+        now: Instant,
     ) {
         let keep_old = match self.peers.get(&peer) {
             Some(old) if old.conn.close_reason().is_none() => {
@@ -102,7 +156,14 @@ impl Cache {
             }
         }
         self.addrs.insert(conn.remote_address(), peer);
-        self.peers.insert(peer, Peer { conn, outbound });
+        self.peers.insert(
+            peer,
+            Peer {
+                conn,
+                outbound,
+                last_used: now,
+            },
+        );
     }
 
     /// Drops `conn` from the cache if it is the one cached for `peer`.

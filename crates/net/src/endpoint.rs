@@ -18,9 +18,9 @@ use crate::{EndpointConfig, Identity, Inbound, NetError, Responder, Response};
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 use tracing::{debug, trace, warn};
@@ -29,8 +29,15 @@ use voidmesh_proto::{NodeId, PEER_HEADER_LEN};
 /// Capacity of the inbound message channel. When it is full, peers' streams wait (QUIC
 /// flow control pushes back on them) rather than queueing without bound.
 pub const INBOUND_QUEUE: usize = 4096;
-/// Most concurrent streams a peer may open on one connection, per direction.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Most concurrent requests (bidirectional streams) a peer may have open on one
+/// connection; more wait for a slot. quinn keeps per-connection state for every allowed
+/// stream, so this is kept small: at 256 a connection end costs about 65 KB, at 32 about
+/// 34 KB.
+pub const MAX_REQUESTS_PER_CONNECTION: u32 = 32;
+/// Most concurrent one-way messages (unidirectional streams) per connection.
+pub const MAX_ONE_WAY_PER_CONNECTION: u32 = 16;
+/// Default of [`Endpoint::set_max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// A cloneable handle to a QUIC endpoint; the endpoint closes when the last handle drops
 /// or on [`Endpoint::close`].
@@ -69,6 +76,8 @@ struct Shared {
     cache: Mutex<Cache>,
     /// Set by [`Shared::close`]; no new dials after it.
     closed: AtomicBool,
+    /// Soft limit on cached connections (see [`Endpoint::set_max_connections`]).
+    max_connections: AtomicUsize,
 }
 
 /// Outcome of a dial, shared by every request that waited for it.
@@ -150,6 +159,7 @@ impl Endpoint {
             inbound: tx,
             cache: Mutex::new(Cache::default()),
             closed: AtomicBool::new(false),
+            max_connections: AtomicUsize::new(DEFAULT_MAX_CONNECTIONS),
         });
         runtime.spawn(accept_loop(shared.clone()));
         debug!(%local_addr, id = ?shared.local_id, "endpoint bound");
@@ -237,6 +247,21 @@ impl Endpoint {
         self.handle.shared.endpoint.open_connections()
     }
 
+    /// Sets the soft limit on connections kept open ([`DEFAULT_MAX_CONNECTIONS`] by default).
+    ///
+    /// Each open connection costs about 34 KB (mostly quinn's per-connection state). When a
+    /// new connection takes the count above `max`, the least recently used connections that
+    /// have carried no request either way for `request_timeout` are closed (a request on
+    /// the way when that happens is sent again on a new connection). Busy connections are
+    /// never closed, so the count may stay above `max` while they are busy. Incoming
+    /// connections are refused while twice `max` are open.
+    pub fn set_max_connections(&self, max: usize) {
+        self.handle
+            .shared
+            .max_connections
+            .store(max.max(1), Ordering::Relaxed);
+    }
+
     /// Closes every connection and the socket; later requests fail with
     /// [`NetError::Closed`] and the inbound channel ends once in-flight streams finish.
     pub fn close(&self) {
@@ -276,8 +301,8 @@ fn transport_config(config: &EndpointConfig) -> Result<quinn::TransportConfig, N
     let stream_window = (config.max_message_size as u64).max(64 * 1024);
     let conn_window = (stream_window * 4).min(u32::MAX as u64);
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(MAX_STREAMS_PER_CONNECTION.into())
-        .max_concurrent_uni_streams(MAX_STREAMS_PER_CONNECTION.into())
+    t.max_concurrent_bidi_streams(MAX_REQUESTS_PER_CONNECTION.into())
+        .max_concurrent_uni_streams(MAX_ONE_WAY_PER_CONNECTION.into())
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(None)
         .stream_receive_window(varint(stream_window))
@@ -321,7 +346,7 @@ impl Shared {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(NetError::Closed);
             }
-            if let Some((conn, id)) = cache.live(to, expect) {
+            if let Some((conn, id)) = cache.live(to, expect, Instant::now()) {
                 return Ok((conn, id, true));
             }
             match cache.dial_in_progress(to) {
@@ -399,22 +424,26 @@ impl Shared {
         }
     }
 
-    /// Puts an established connection in the cache (unless it is to ourselves).
-    fn register(&self, conn: &quinn::Connection, peer: NodeId, outbound: bool) {
-        if peer == self.local_id {
+    /// Puts an established connection in the cache (unless it is to ourselves), then
+    /// closes idle connections above the limit.
+    fn register(&self, cache: &mut Cache, conn: &quinn::Connection, peer: NodeId, outbound: bool) {
+        if peer == self.local_id || self.closed.load(Ordering::SeqCst) {
             return;
         }
-        let mut cache = self.cache();
-        if !self.closed.load(Ordering::SeqCst) {
-            cache.insert(conn.clone(), peer, outbound, self.local_id < peer);
+        let now = Instant::now();
+        cache.insert(conn.clone(), peer, outbound, self.local_id < peer, now);
+        let max = self.max_connections.load(Ordering::Relaxed);
+        for evicted in cache.evict_idle(max, self.config.request_timeout, now) {
+            trace!(peer = ?evicted.remote_address(), "closing an idle connection (limit {max})");
+            evicted.close(code::EVICTED, b"idle connection evicted");
         }
     }
 }
 
 /// Why one attempt at sending failed.
 enum Retry {
-    /// The connection was already dead when the stream was opened or written: nothing
-    /// reached the peer's application, so the message may be sent again.
+    /// The connection was already dead when the stream was opened, or the peer evicted
+    /// it: nothing reached the peer's application, so the message may be sent again.
     Stale(Bytes),
     /// Any other failure.
     Failed(NetError),
@@ -439,12 +468,18 @@ async fn exchange(conn: &quinn::Connection, message: Bytes, max: usize) -> Resul
     if conn.close_reason().is_some() {
         return Err(Retry::Stale(message));
     }
-    send.write_chunk(message)
-        .await
-        .map_err(|e| Retry::Failed(frame::write_error(e)))?;
-    send.finish()
-        .map_err(|e| Retry::Failed(NetError::Stream(e.to_string())))?;
-    read_frame(&mut recv, max).await.map_err(Retry::Failed)
+    let outcome = async {
+        send.write_chunk(message.clone())
+            .await
+            .map_err(frame::write_error)?;
+        send.finish().map_err(|e| NetError::Stream(e.to_string()))?;
+        read_frame(&mut recv, max).await
+    };
+    match outcome.await {
+        Ok(reply) => Ok(reply),
+        Err(_) if evicted_by_peer(conn) => Err(Retry::Stale(message)),
+        Err(e) => Err(Retry::Failed(e)),
+    }
 }
 
 /// One one-way message on `conn`: open a unidirectional stream, write the frame and FIN.
@@ -456,11 +491,25 @@ async fn send_one_way(conn: &quinn::Connection, message: Bytes) -> Result<(), Re
     if conn.close_reason().is_some() {
         return Err(Retry::Stale(message));
     }
-    send.write_chunk(message)
-        .await
-        .map_err(|e| Retry::Failed(frame::write_error(e)))?;
-    send.finish()
-        .map_err(|e| Retry::Failed(NetError::Stream(e.to_string())))
+    let outcome = match send.write_chunk(message.clone()).await {
+        Ok(()) => send.finish().map_err(|e| NetError::Stream(e.to_string())),
+        Err(e) => Err(frame::write_error(e)),
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(_) if evicted_by_peer(conn) => Err(Retry::Stale(message)),
+        Err(e) => Err(Retry::Failed(e)),
+    }
+}
+
+/// Whether the peer closed `conn` because it was idle (see `Cache::evict_idle`): it
+/// discards whatever arrives after that, so a message in flight was not processed and
+/// may be sent again.
+fn evicted_by_peer(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(close)) if close.error_code == code::EVICTED
+    )
 }
 
 /// Dials `to`, publishes the outcome to everyone waiting, then serves the connection.
@@ -470,9 +519,7 @@ async fn dial(shared: Arc<Shared>, to: SocketAddr, tx: watch::Sender<Option<Dial
         let mut cache = shared.cache();
         cache.end_dial(to);
         if let Ok((conn, peer)) = &result {
-            if *peer != shared.local_id && !shared.closed.load(Ordering::SeqCst) {
-                cache.insert(conn.clone(), *peer, true, shared.local_id < *peer);
-            }
+            shared.register(&mut cache, conn, *peer, true);
         }
     }
     tx.send_replace(Some(result.clone()));
@@ -525,6 +572,12 @@ fn handshake_failure(e: quinn::ConnectionError) -> DialFailure {
 /// Accepts incoming connections until the endpoint closes.
 async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
+        let max = shared.max_connections.load(Ordering::Relaxed);
+        if shared.endpoint.open_connections() >= max.saturating_mul(2) {
+            debug!(remote = %incoming.remote_address(), "too many connections; refused");
+            incoming.refuse();
+            continue;
+        }
         tokio::spawn(accept_one(shared.clone(), incoming));
     }
     debug!(local_addr = %shared.local_addr, "accept loop ended");
@@ -549,7 +602,7 @@ async fn accept_one(shared: Arc<Shared>, incoming: quinn::Incoming) {
         return;
     };
     trace!(%remote, ?peer, "accepted");
-    shared.register(&conn, peer, false);
+    shared.register(&mut shared.cache(), &conn, peer, false);
     serve(shared, conn, peer).await;
 }
 
@@ -560,12 +613,14 @@ async fn serve(shared: Arc<Shared>, conn: quinn::Connection, peer: NodeId) {
         tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
+                    shared.cache().touch(peer, &conn, Instant::now());
                     tokio::spawn(handle_request(shared.clone(), peer, addr, send, recv));
                 }
                 Err(e) => break e,
             },
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
+                    shared.cache().touch(peer, &conn, Instant::now());
                     tokio::spawn(handle_message(shared.clone(), peer, addr, recv));
                 }
                 Err(e) => break e,

@@ -22,6 +22,8 @@ pub(crate) mod code {
     pub(crate) const NO_REPLY: VarInt = VarInt::from_u32(3);
     /// The peer's certificate gave no usable node id.
     pub(crate) const BAD_IDENTITY: VarInt = VarInt::from_u32(4);
+    /// The connection was idle and closed to stay under the connection limit.
+    pub(crate) const EVICTED: VarInt = VarInt::from_u32(5);
 }
 
 /// Checks a frame we are about to send: at most `max` bytes, and its size field equal to

@@ -28,7 +28,10 @@ mod frame;
 pub mod identity;
 mod tls;
 
-pub use endpoint::{Endpoint, INBOUND_QUEUE, MAX_STREAMS_PER_CONNECTION};
+pub use endpoint::{
+    Endpoint, DEFAULT_MAX_CONNECTIONS, INBOUND_QUEUE, MAX_ONE_WAY_PER_CONNECTION,
+    MAX_REQUESTS_PER_CONNECTION,
+};
 pub use error::NetError;
 pub use identity::{node_id_from_public_key, node_id_from_spki, Identity, IdentityError};
 

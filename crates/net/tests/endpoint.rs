@@ -570,3 +570,52 @@ fn bind_outside_a_runtime_is_an_error_not_a_panic() {
     let err = Endpoint::bind(&Identity::generate(), localhost(), config()).unwrap_err();
     assert!(matches!(err, NetError::Io(_)), "{err:?}");
 }
+
+/// Waits until `f` holds, failing the test after [`SOON`].
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SOON;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_above_the_limit_are_closed_and_redialed_on_demand() {
+    let idle_after = Duration::from_millis(200);
+    let (a, a_rx) = bind_with(EndpointConfig {
+        request_timeout: idle_after,
+        ..config()
+    });
+    serve_echo(a.id, a_rx);
+    a.ep.set_max_connections(2);
+    let (b, _) = echo_node();
+    let (c, _) = echo_node();
+    let (d, _) = echo_node();
+    a.ep.request(b.addr, Some(b.id), frame(660, b"b"))
+        .await
+        .unwrap();
+    a.ep.request(c.addr, Some(c.id), frame(660, b"c"))
+        .await
+        .unwrap();
+    tokio::time::sleep(idle_after + Duration::from_millis(50)).await;
+    // c is used again, b is not: b is the least recently used idle connection.
+    c.ep.request(a.addr, Some(a.id), frame(660, b"c2"))
+        .await
+        .unwrap();
+    a.ep.request(d.addr, Some(d.id), frame(660, b"d"))
+        .await
+        .unwrap();
+    eventually("a drops its connection to b", || {
+        a.ep.connection_count() == 2
+    })
+    .await;
+    eventually("b sees it closed", || b.ep.connection_count() == 0).await;
+    assert_eq!(c.ep.connection_count(), 1);
+    // b is dialed again when needed, from either side.
+    b.ep.request(a.addr, Some(a.id), frame(660, b"b2"))
+        .await
+        .unwrap();
+    a.ep.request(b.addr, None, frame(660, b"b3")).await.unwrap();
+    assert_eq!(b.ep.connection_count(), 1);
+}
