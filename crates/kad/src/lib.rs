@@ -18,6 +18,30 @@
 //! - `kademlia`: the [`Kademlia`] state machine that ties them together.
 //! - [`testing`]: an in-memory network of many nodes under a virtual clock, for tests
 //!   and simulations.
+//!
+//! # Rules worth knowing
+//! - **Routing table** ([`routing`]): 256 buckets of k, least recently seen first. A
+//!   contact that talks to us moves to the tail; one only named in a reply is inserted
+//!   only where there is room. A newcomer to a full bucket waits in an 8-entry replacement
+//!   cache; the bucket's oldest entry is pinged (one ping per bucket at a time) only if it
+//!   has been silent for [`routing::PING_IF_SILENT_FOR`], so a busy node sends no pings.
+//!   A failed ping evicts at once; any contact is evicted after
+//!   [`routing::MAX_FAILURES`] failed requests in a row. Evicted entries are replaced by
+//!   the newest cached contact.
+//! - **Lookups** ([`lookup`]): alpha in flight, per-request deadline (a late answer is
+//!   still used), finished once the k closest known have answered; the whole query is
+//!   bounded by `query_timeout`.
+//! - **GET** ends with the first value found (no caching of the value along the path:
+//!   a cached copy outside the replication set would keep serving an old version).
+//! - **PUT** stores on the `replication` closest of {answering nodes, this node}; this
+//!   node keeps a copy if it is among them or it knows nobody.
+//! - **Records** ([`store`]): newest version wins, equal version is idempotent, expired
+//!   records are never served, the store is bounded. Republish: the original publisher
+//!   re-runs the PUT (fresh lookup); a replica sends STORE to the closest nodes of its
+//!   table, unless a peer stored the record on it during the last interval.
+//! - **Refresh**: bootstrap looks up the own id, then a random id in every bucket farther
+//!   than the closest neighbour; afterwards any bucket without a lookup for
+//!   `refresh_interval` gets one.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

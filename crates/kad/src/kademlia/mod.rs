@@ -211,7 +211,9 @@ impl Kademlia {
     ///
     /// If this node is itself among the `replication` closest to `key`, or it knows no
     /// other node at all, it keeps a copy (and republishes it as the original publisher).
-    /// [`Event::PutFinished`] follows exactly once, when every STORE has an outcome.
+    /// If `query_timeout` passes during the lookup, the STOREs go to the closest nodes found
+    /// so far; each STORE is bounded by `request_timeout`. [`Event::PutFinished`] follows
+    /// exactly once, when every STORE has an outcome.
     pub fn put(
         &mut self,
         now: Instant,
