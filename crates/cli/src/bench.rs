@@ -126,9 +126,7 @@ pub async fn w1(args: W1Args) -> Result<()> {
         let handle = handles[*node].clone();
         let (key, value) = (*key, value.clone());
         async move {
-            let report = handle
-                .put(key, value, Duration::from_secs(3600), 20)
-                .await;
+            let report = handle.put(key, value, Duration::from_secs(3600), 20).await;
             matches!(report, Ok(r) if r.stored_remote >= 1)
         }
     })
@@ -208,7 +206,9 @@ where
                 (i, ok, t.elapsed())
             });
         }
-        let Some((i, ok, took)) = pending.next().await else { break };
+        let Some((i, ok, took)) = pending.next().await else {
+            break;
+        };
         results[i] = (ok, took);
     }
     results
@@ -261,8 +261,16 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         let value = value.clone();
         let (addr, pipeline, mix) = (args.addr, args.pipeline.max(1), args.mix);
         tasks.push(tokio::spawn(async move {
-            load_connection(addr, conn as u64, keys, value, pipeline, mix, started + duration)
-                .await
+            load_connection(
+                addr,
+                conn as u64,
+                keys,
+                value,
+                pipeline,
+                mix,
+                started + duration,
+            )
+            .await
         }));
     }
     let mut hist = histogram();

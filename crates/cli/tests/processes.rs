@@ -87,7 +87,10 @@ async fn ten_processes_store_and_find_values_across_processes() {
             if reader.get(key).await.unwrap().as_ref() == Some(&value) {
                 break;
             }
-            assert!(Instant::now() < deadline, "value of process {i} never found");
+            assert!(
+                Instant::now() < deadline,
+                "value of process {i} never found"
+            );
         }
         values.push((key, value));
     }

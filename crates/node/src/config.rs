@@ -293,14 +293,16 @@ impl Doc<'_> {
     }
 
     fn line_of_section(&self, name: &str) -> Option<usize> {
-        self.text.lines().position(|l| {
-            l.trim()
-                .strip_prefix('[')
-                .and_then(|r| r.split(']').next())
-                .map(str::trim)
-                == Some(name)
-        })
-        .map(|i| i + 1)
+        self.text
+            .lines()
+            .position(|l| {
+                l.trim()
+                    .strip_prefix('[')
+                    .and_then(|r| r.split(']').next())
+                    .map(str::trim)
+                    == Some(name)
+            })
+            .map(|i| i + 1)
     }
 
     fn error(&self, section: Option<&str>, key: &str, message: String) -> ConfigError {
@@ -347,24 +349,25 @@ impl Doc<'_> {
         let Some(value) = self.get(Some(section), key) else {
             return Ok(default);
         };
-        let n: T = value.parse().map_err(|_| {
-            self.error(Some(section), key, format!("`{value}` is not a number"))
-        })?;
+        let n: T = value
+            .parse()
+            .map_err(|_| self.error(Some(section), key, format!("`{value}` is not a number")))?;
         if !range.contains(&n) {
             return Err(self.error(
                 Some(section),
                 key,
-                format!(
-                    "{n} is out of range ({} to {})",
-                    range.start(),
-                    range.end()
-                ),
+                format!("{n} is out of range ({} to {})", range.start(), range.end()),
             ));
         }
         Ok(n)
     }
 
-    fn duration(&self, section: &str, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        section: &str,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         let Some(value) = self.get(Some(section), key) else {
             return Ok(default);
         };
@@ -496,7 +499,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.line, Some(4));
         assert_eq!(err.key.as_deref(), Some("dht.k"));
-        assert!(err.to_string().starts_with("/etc/voidmesh.ini:4: key `dht.k`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/etc/voidmesh.ini:4: key `dht.k`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -508,8 +515,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_a_warning() {
-        let cfg = parse("[dht]\np2p_address = 127.0.0.1:1\napi_address = 127.0.0.1:2\ncolour = blue\n")
-            .unwrap();
+        let cfg =
+            parse("[dht]\np2p_address = 127.0.0.1:1\napi_address = 127.0.0.1:2\ncolour = blue\n")
+                .unwrap();
         assert_eq!(cfg.warnings.len(), 1);
         assert!(cfg.warnings[0].contains(":4: unknown key `dht.colour`"));
     }
@@ -534,8 +542,10 @@ mod tests {
         assert_eq!(err.line, Some(2));
         let err = parse("[dht\np2p_address = 1\n").unwrap_err();
         assert!(err.message.contains("syntax"), "{err}");
-        let err = parse("[dht]\np2p_address = 127.0.0.1:1\napi_address = 127.0.0.1:2\nbootstrapper = a:b\n")
-            .unwrap_err();
+        let err = parse(
+            "[dht]\np2p_address = 127.0.0.1:1\napi_address = 127.0.0.1:2\nbootstrapper = a:b\n",
+        )
+        .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("dht.bootstrapper"));
     }
 }

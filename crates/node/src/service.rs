@@ -29,13 +29,14 @@ impl DhtService {
     /// # Errors
     /// [`NodeError::Bind`] when an address cannot be bound.
     pub async fn start(identity: &Identity, config: &DhtConfig) -> Result<DhtService, NodeError> {
-        let listener = TcpListener::bind(config.api_address)
-            .await
-            .map_err(|e| NodeError::Bind {
-                what: "DHT API",
-                addr: config.api_address,
-                reason: e.to_string(),
-            })?;
+        let listener =
+            TcpListener::bind(config.api_address)
+                .await
+                .map_err(|e| NodeError::Bind {
+                    what: "DHT API",
+                    addr: config.api_address,
+                    reason: e.to_string(),
+                })?;
         let api_addr = listener.local_addr().map_err(|e| NodeError::Bind {
             what: "DHT API",
             addr: config.api_address,

@@ -178,18 +178,18 @@ async fn two_hundred_concurrent_clients_are_all_served() {
     for _ in 0..200 {
         clients.push(DhtClient::connect(addr).await.unwrap());
     }
-    let tasks = clients.into_iter().enumerate().map(|(i, mut c)| async move {
-        let absent = Key([0xEE; 32]);
-        let found = c.get(key(42)).await.unwrap();
-        let missing = c.get(absent).await.unwrap();
-        (i, found, missing)
-    });
-    let results = tokio::time::timeout(
-        Duration::from_secs(30),
-        futures::future::join_all(tasks),
-    )
-    .await
-    .expect("all 200 clients answered");
+    let tasks = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| async move {
+            let absent = Key([0xEE; 32]);
+            let found = c.get(key(42)).await.unwrap();
+            let missing = c.get(absent).await.unwrap();
+            (i, found, missing)
+        });
+    let results = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(tasks))
+        .await
+        .expect("all 200 clients answered");
     assert_eq!(results.len(), 200);
     for (i, found, missing) in results {
         assert_eq!(found.as_deref(), Some(&b"shared"[..]), "client {i}");

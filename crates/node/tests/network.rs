@@ -10,7 +10,9 @@ use voidmesh_node::testnet::Testnet;
 use voidmesh_proto::Key;
 
 async fn testnet(n: usize) -> Testnet {
-    Testnet::start(n, fast_kad(), 8).await.expect("testnet starts")
+    Testnet::start(n, fast_kad(), 8)
+        .await
+        .expect("testnet starts")
 }
 
 /// Fetches `key` from node `i` through its API.
@@ -40,7 +42,9 @@ async fn value_put_at_any_node_is_found_from_every_other_node() {
         let key = Key([putter as u8 + 100; 32]);
         let value = Bytes::from(format!("from {putter}"));
         // Through the API, as a client would: PUT has no reply.
-        let mut client = DhtClient::connect(net.nodes[putter].api_addr()).await.unwrap();
+        let mut client = DhtClient::connect(net.nodes[putter].api_addr())
+            .await
+            .unwrap();
         client.put(key, value.clone(), 300, 5).await.unwrap();
         eventually(Duration::from_secs(5), "put propagated", || async {
             get_at(&net, (putter + 1) % 30, key).await
@@ -50,7 +54,11 @@ async fn value_put_at_any_node_is_found_from_every_other_node() {
             let started = Instant::now();
             let got = get_at(&net, getter, key).await;
             latencies.push(started.elapsed());
-            assert_eq!(got.as_ref(), Some(&value), "GET at {getter} of key put at {putter}");
+            assert_eq!(
+                got.as_ref(),
+                Some(&value),
+                "GET at {getter} of key put at {putter}"
+            );
         }
     }
     latencies.sort();

@@ -51,7 +51,11 @@ pub async fn handle_connection(
                 value,
             }) => {
                 let ttl = Duration::from_secs(u64::from(ttl));
-                if dht.put_detached(key, value, ttl, replication).await.is_err() {
+                if dht
+                    .put_detached(key, value, ttl, replication)
+                    .await
+                    .is_err()
+                {
                     break Ok(());
                 }
             }

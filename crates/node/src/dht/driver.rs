@@ -18,7 +18,10 @@ enum Feedback {
     /// The outcome of one transmitted request.
     Response(RequestId, Result<KadMessage, RequestFailure>),
     /// The ids learned by pinging bootstrap addresses (unreachable ones are left out).
-    SeedsResolved(Vec<Contact>, oneshot::Sender<Result<usize, super::BootstrapError>>),
+    SeedsResolved(
+        Vec<Contact>,
+        oneshot::Sender<Result<usize, super::BootstrapError>>,
+    ),
 }
 
 /// Callers waiting for the end of an operation, by query.
