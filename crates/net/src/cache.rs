@@ -77,6 +77,12 @@ impl Cache {
         }
     }
 
+    /// Whether no connection is cached.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
     /// While more than `max` connections are cached, removes the least recently used one
     /// among those unused for at least `idle_for`, and returns the removed connections
     /// (for the caller to close). Busy connections are never taken, so the cache may stay

@@ -262,6 +262,12 @@ impl Endpoint {
             .store(max.max(1), Ordering::Relaxed);
     }
 
+    /// Whether no connection is cached (for tests).
+    #[cfg(test)]
+    pub(crate) fn handle_is_empty_for_tests(&self) -> bool {
+        self.handle.shared.cache().is_empty()
+    }
+
     /// Closes every connection and the socket; later requests fail with
     /// [`NetError::Closed`] and the inbound channel ends once in-flight streams finish.
     pub fn close(&self) {
@@ -734,5 +740,160 @@ async fn handle_message(
     if timeout(limit, work).await.is_err() {
         trace!(%addr, "one-way message not taken in time; dropped");
         let _ = recv.stop(code::NO_REPLY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Raw streams that the public API would never produce.
+
+    use super::*;
+
+    fn config(request_timeout: Duration) -> EndpointConfig {
+        EndpointConfig {
+            alpn: b"voidmesh-test".to_vec(),
+            request_timeout,
+            max_message_size: 1024,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A client endpoint with a raw connection to a fresh server, and the server's
+    /// inbound channel.
+    async fn raw_pair(
+        request_timeout: Duration,
+    ) -> (
+        Endpoint,
+        quinn::Connection,
+        Endpoint,
+        mpsc::Receiver<Inbound>,
+    ) {
+        let local = "127.0.0.1:0".parse().unwrap();
+        let (client, _) =
+            Endpoint::bind(&Identity::generate(), local, config(request_timeout)).unwrap();
+        let (server, rx) =
+            Endpoint::bind(&Identity::generate(), local, config(request_timeout)).unwrap();
+        let (conn, _, _) = client
+            .handle
+            .shared
+            .connection(server.local_addr(), None)
+            .await
+            .unwrap();
+        (client, conn, server, rx)
+    }
+
+    /// Sends `bytes` as a request and returns how the server ended the reply stream.
+    async fn raw_request(conn: &quinn::Connection, bytes: &[u8], fin: bool) -> quinn::ReadError {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        if fin {
+            send.finish().unwrap();
+        }
+        match recv.read_to_end(4096).await {
+            Err(quinn::ReadToEndError::Read(e)) => e,
+            other => panic!("expected a reset, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_size_field_below_the_header_resets_the_stream() {
+        let (_c, conn, _s, mut rx) = raw_pair(Duration::from_secs(2)).await;
+        let err = raw_request(&conn, &[0, 0, 0, 3, 2, 148], true).await;
+        assert!(
+            matches!(err, quinn::ReadError::Reset(c) if c == code::MALFORMED),
+            "{err:?}"
+        );
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_size_field_above_the_limit_resets_the_stream_before_reading_the_body() {
+        let (_c, conn, _s, mut rx) = raw_pair(Duration::from_secs(2)).await;
+        let header = [0, 0, 0x10, 0, 2, 148]; // 1 MiB declared, nothing sent after it
+        let err = raw_request(&conn, &header, false).await;
+        assert!(
+            matches!(err, quinn::ReadError::Reset(c) if c == code::TOO_LARGE),
+            "{err:?}"
+        );
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn bytes_after_the_frame_reset_the_stream() {
+        let (_c, conn, _s, mut rx) = raw_pair(Duration::from_secs(2)).await;
+        let err = raw_request(&conn, &[0, 0, 0, 6, 2, 148, 0xff], true).await;
+        assert!(
+            matches!(err, quinn::ReadError::Reset(c) if c == code::MALFORMED),
+            "{err:?}"
+        );
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stream_ending_inside_the_frame_resets_it() {
+        let (_c, conn, _s, mut rx) = raw_pair(Duration::from_secs(2)).await;
+        let err = raw_request(&conn, &[0, 0, 0, 20, 2, 148, 1, 2], true).await;
+        assert!(
+            matches!(err, quinn::ReadError::Reset(c) if c == code::MALFORMED),
+            "{err:?}"
+        );
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_stalling_mid_frame_is_cut_off_after_the_request_timeout() {
+        let timeout = Duration::from_millis(300);
+        let (client, conn, server, mut rx) = raw_pair(timeout).await;
+        let start = Instant::now();
+        let stalled = tokio::spawn({
+            let conn = conn.clone();
+            async move { raw_request(&conn, &[0, 0, 0, 100, 2, 148, 1, 2, 3], false).await }
+        });
+        // Meanwhile, the connection serves complete requests.
+        let serve = tokio::spawn(async move {
+            let inbound = rx.recv().await.unwrap();
+            inbound
+                .reply
+                .unwrap()
+                .send(Bytes::from_static(&[0, 0, 0, 6, 2, 158]));
+            rx
+        });
+        let reply = client
+            .request(
+                server.local_addr(),
+                None,
+                Bytes::from_static(&[0, 0, 0, 6, 2, 148]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(&reply.message[..], &[0, 0, 0, 6, 2, 158]);
+        let err = stalled.await.unwrap();
+        assert!(
+            matches!(err, quinn::ReadError::Reset(c) if c == code::NO_REPLY),
+            "{err:?}"
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= timeout && took < timeout + Duration::from_secs(1),
+            "{took:?}"
+        );
+        let mut rx = serve.await.unwrap();
+        assert!(
+            rx.try_recv().is_err(),
+            "the partial frame was never delivered"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_one_way_message_is_stopped() {
+        let (_c, conn, _s, mut rx) = raw_pair(Duration::from_secs(2)).await;
+        let mut send = conn.open_uni().await.unwrap();
+        send.write_all(&[0, 0, 0x10, 0, 1, 248]).await.unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), send.stopped())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stopped, Some(code::TOO_LARGE));
+        assert!(rx.try_recv().is_err());
     }
 }

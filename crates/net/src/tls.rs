@@ -17,9 +17,10 @@
 use crate::identity::{is_ed25519_spki, node_id_from_spki, Identity};
 use crate::NetError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::crypto::{verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -43,21 +44,39 @@ pub(crate) struct TlsConfigs {
 /// [`NetError::Tls`] if the certificate or a config cannot be built (should not happen
 /// for a valid Ed25519 key).
 pub(crate) fn configs(identity: &Identity, alpn: &[u8]) -> Result<TlsConfigs, NetError> {
-    let tls = |what: &str, e: &dyn std::fmt::Display| NetError::Tls(format!("{what}: {e}"));
     let pkcs8 = identity.to_pkcs8_der();
-    let cert = self_signed_certificate(&pkcs8).map_err(|e| tls("certificate", &e))?;
+    let cert = self_signed_certificate(&pkcs8).map_err(|e| tls_error("certificate", &e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = CertifiedKey::from_der(
+        vec![cert],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)),
+        &provider,
+    )
+    .map_err(|e| tls_error("hostkey", &e))?;
+    configs_for(Arc::new(key), provider, alpn)
+}
+
+/// A [`NetError::Tls`] saying what could not be built.
+fn tls_error(what: &str, e: &dyn std::fmt::Display) -> NetError {
+    NetError::Tls(format!("{what}: {e}"))
+}
+
+/// Builds both configs around one certificate and key (see [`configs`]).
+fn configs_for(
+    key: Arc<CertifiedKey>,
+    provider: Arc<CryptoProvider>,
+    alpn: &[u8],
+) -> Result<TlsConfigs, NetError> {
     let verifier = Arc::new(PeerVerifier {
         algorithms: provider.signature_verification_algorithms,
     });
-    let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.clone()));
+    let resolver = Arc::new(SingleCertAndKey::from(key));
 
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls("server config", &e))?
+        .map_err(|e| tls_error("server config", &e))?
         .with_client_cert_verifier(verifier.clone())
-        .with_single_cert(vec![cert.clone()], key())
-        .map_err(|e| tls("server certificate", &e))?;
+        .with_cert_resolver(resolver.clone());
     server.alpn_protocols = vec![alpn.to_vec()];
     // No resumption: every connection proves the client's key afresh, and no tickets
     // are sent that nobody would use.
@@ -67,11 +86,10 @@ pub(crate) fn configs(identity: &Identity, alpn: &[u8]) -> Result<TlsConfigs, Ne
 
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls("client config", &e))?
+        .map_err(|e| tls_error("client config", &e))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(vec![cert], key())
-        .map_err(|e| tls("client certificate", &e))?;
+        .with_client_cert_resolver(resolver);
     client.alpn_protocols = vec![alpn.to_vec()];
     client.resumption = rustls::client::Resumption::disabled();
     client.enable_early_data = false;
@@ -258,4 +276,166 @@ pub(crate) fn reset_key(identity: &Identity) -> Arc<dyn quinn::crypto::HmacKey> 
     h.update(identity.signing_key().as_bytes());
     let secret: [u8; 32] = h.finalize().into();
     Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Peers that try to claim an id they do not own, or use another key type.
+
+    use super::*;
+    use crate::{Endpoint, EndpointConfig};
+    use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    const ALPN: &[u8] = b"voidmesh-test";
+
+    fn config() -> EndpointConfig {
+        EndpointConfig {
+            alpn: ALPN.to_vec(),
+            request_timeout: Duration::from_secs(2),
+            max_message_size: 1024,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// The certificate `victim` presents, paired with `attacker`'s secret key.
+    fn stolen_certificate(victim: &Identity, attacker: &Identity) -> Arc<CertifiedKey> {
+        let cert = self_signed_certificate(&victim.to_pkcs8_der()).unwrap();
+        let key = provider()
+            .key_provider
+            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                attacker.to_pkcs8_der(),
+            )))
+            .unwrap();
+        Arc::new(CertifiedKey::new(vec![cert], key))
+    }
+
+    /// A P-256 self-signed certificate and its key.
+    fn p256_certificate() -> Arc<CertifiedKey> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Arc::new(CertifiedKey::from_der(vec![cert.der().clone()], der, &provider()).unwrap())
+    }
+
+    /// A bare quinn endpoint using `key` for both roles.
+    fn raw_endpoint(key: Arc<CertifiedKey>) -> quinn::Endpoint {
+        let tls = configs_for(key, provider(), ALPN).unwrap();
+        let server = quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(tls.server).unwrap(),
+        ));
+        let mut ep = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+            QuicClientConfig::try_from(tls.client).unwrap(),
+        )));
+        ep
+    }
+
+    /// Dials `to` from `ep` and returns whether a connection came up.
+    async fn dial(ep: &quinn::Endpoint, to: SocketAddr) -> Result<quinn::Connection, String> {
+        match ep.connect(to, SERVER_NAME).unwrap().await {
+            Ok(conn) => {
+                // The server may still reject our certificate after our side is done.
+                match tokio::time::timeout(Duration::from_millis(500), conn.closed()).await {
+                    Ok(reason) => Err(reason.to_string()),
+                    Err(_) => Ok(conn),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_honest_raw_peer_is_accepted_and_its_id_proved() {
+        let (server, _rx) = Endpoint::bind(
+            &Identity::generate(),
+            "127.0.0.1:0".parse().unwrap(),
+            config(),
+        )
+        .unwrap();
+        let me = Identity::generate();
+        let cert = self_signed_certificate(&me.to_pkcs8_der()).unwrap();
+        let key = CertifiedKey::from_der(
+            vec![cert],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(me.to_pkcs8_der())),
+            &provider(),
+        )
+        .unwrap();
+        let ep = raw_endpoint(Arc::new(key));
+        let conn = dial(&ep, server.local_addr()).await.unwrap();
+        assert_eq!(peer_node_id(&conn), Some(server.node_id()));
+    }
+
+    #[tokio::test]
+    async fn a_client_presenting_a_stolen_certificate_is_rejected() {
+        let victim = Identity::generate();
+        let (server, mut rx) = Endpoint::bind(
+            &Identity::generate(),
+            "127.0.0.1:0".parse().unwrap(),
+            config(),
+        )
+        .unwrap();
+        let attacker = raw_endpoint(stolen_certificate(&victim, &Identity::generate()));
+        assert!(dial(&attacker, server.local_addr()).await.is_err());
+        assert!(rx.try_recv().is_err());
+        assert!(server.handle_is_empty_for_tests());
+    }
+
+    #[tokio::test]
+    async fn a_server_presenting_a_stolen_certificate_is_rejected() {
+        let victim = Identity::generate();
+        let attacker = raw_endpoint(stolen_certificate(&victim, &Identity::generate()));
+        let addr = attacker.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            while let Some(incoming) = attacker.accept().await {
+                let _ = incoming.await;
+            }
+        });
+        let (client, _rx) = Endpoint::bind(
+            &Identity::generate(),
+            "127.0.0.1:0".parse().unwrap(),
+            config(),
+        )
+        .unwrap();
+        let message = bytes::Bytes::from_static(&[0, 0, 0, 6, 2, 148]);
+        for expect in [Some(victim.node_id()), None] {
+            let err = client
+                .request(addr, expect, message.clone())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, NetError::Handshake { .. }), "{err:?}");
+        }
+        accept.abort();
+    }
+
+    #[tokio::test]
+    async fn a_peer_with_a_non_ed25519_key_is_rejected_both_ways() {
+        let (server, mut rx) = Endpoint::bind(
+            &Identity::generate(),
+            "127.0.0.1:0".parse().unwrap(),
+            config(),
+        )
+        .unwrap();
+        let p256 = raw_endpoint(p256_certificate());
+        assert!(dial(&p256, server.local_addr()).await.is_err());
+        assert!(rx.try_recv().is_err());
+
+        let addr = p256.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = p256.accept().await {
+                let _ = incoming.await;
+            }
+        });
+        let message = bytes::Bytes::from_static(&[0, 0, 0, 6, 2, 148]);
+        let err = server.request(addr, None, message).await.unwrap_err();
+        assert!(matches!(err, NetError::Handshake { .. }), "{err:?}");
+    }
 }
