@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn evicting_a_pending_item_frees_its_message_id() {
-        let t = Instant::now();
+        let t = crate::test_support::epoch();
         let mut cache = ItemCache::new(1);
         cache.insert(item(1, Some((7, t))));
         assert!(cache.message_id_in_use(7));
@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn settling_ends_the_pending_state_once() {
-        let t = Instant::now();
+        let t = crate::test_support::epoch();
         let mut cache = ItemCache::new(4);
         let a = item(1, Some((7, t)));
         cache.insert(a.clone());
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn seen_ids_are_forgotten_after_their_ttl() {
-        let t = Instant::now();
+        let t = crate::test_support::epoch();
         let mut seen = SeenSet::new(Duration::from_secs(10), 100);
         let id = ItemId([1; 32]);
         assert!(seen.insert(t, id));
@@ -385,7 +385,7 @@ mod tests {
             cap in 1usize..50,
             steps in proptest::collection::vec((any::<u8>(), 0u64..3), 0..300),
         ) {
-            let mut now = Instant::now();
+            let mut now = crate::test_support::epoch();
             let mut seen = SeenSet::new(Duration::from_secs(5), cap);
             for (n, dt) in steps {
                 now += Duration::from_secs(dt);
@@ -400,7 +400,7 @@ mod tests {
             cap in 1usize..20,
             steps in proptest::collection::vec((any::<u8>(), any::<bool>(), any::<bool>()), 0..200),
         ) {
-            let t = Instant::now();
+            let t = crate::test_support::epoch();
             let mut cache = ItemCache::new(cap);
             for (n, pending, settle) in steps {
                 let it = item(n, pending.then_some((u16::from(n), t)));

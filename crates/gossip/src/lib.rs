@@ -976,4 +976,6 @@ impl Gossip {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn never_adds_self() {
-        let t = Instant::now();
+        let t = crate::test_support::epoch();
         let mut m = Membership::new(Key([1; 32]), 10);
         assert!(!m.add_member(t, contact(1), 10));
         m.add_candidate(&mut StdRng::seed_from_u64(0), contact(1));
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn join_targets_skip_members_pending_and_recently_tried() {
-        let t = Instant::now();
+        let t = crate::test_support::epoch();
         let mut rng = StdRng::seed_from_u64(0);
         let mut m = Membership::new(Key([0; 32]), 10);
         for n in 1..=3 {
@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn known_peers_are_the_fallback_after_candidates() {
-        let t = Instant::now();
+        let t = crate::test_support::epoch();
         let mut rng = StdRng::seed_from_u64(0);
         let mut m = Membership::new(Key([0; 32]), 10);
         m.add_known(contact(9));
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn removing_a_member_forgets_it() {
-        let t = Instant::now();
+        let t = crate::test_support::epoch();
         let mut m = Membership::new(Key([0; 32]), 10);
         m.add_member(t, contact(5), 10);
         assert!(m.remove(&contact(5).id));

@@ -146,7 +146,7 @@ use voidmesh_proto::gossip_msg::{PEER_ANNOUNCE, PEER_DISCOVERY, PEER_HELLO};
 
 #[test]
 fn new_node_asks_for_a_proof_and_does_not_join_without_one() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = Gossip::new(contact(0), config(), t, UNIX);
     g.add_known_peers(t, &[contact(1)]);
     let out = drain(&mut g);
@@ -160,7 +160,7 @@ fn new_node_asks_for_a_proof_and_does_not_join_without_one() {
 
 #[test]
 fn hello_with_valid_proof_joins_the_view_and_is_welcomed() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let out = join(&mut g, t, 1);
     assert!(g.is_neighbour(&contact(1).id));
@@ -186,7 +186,7 @@ fn hello_with_valid_proof_joins_the_view_and_is_welcomed() {
 
 #[test]
 fn peer_without_valid_proof_is_refused_and_never_enters_the_view() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.handle_message(
         t,
@@ -208,7 +208,7 @@ fn peer_without_valid_proof_is_refused_and_never_enters_the_view() {
 
 #[test]
 fn proof_made_for_another_id_is_refused() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     // Peer 2 presents peer 1's proof.
     g.handle_message(t, contact(2), hello(1));
@@ -221,7 +221,7 @@ fn proof_made_for_another_id_is_refused() {
 
 #[test]
 fn stale_proof_is_refused() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let later = t + Duration::from_secs(61);
     g.handle_message(later, contact(1), hello(1));
@@ -235,7 +235,7 @@ fn stale_proof_is_refused() {
 
 #[test]
 fn welcome_with_invalid_proof_is_refused() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.add_known_peers(t, &[contact(1)]);
     let _ = drain(&mut g);
@@ -256,7 +256,7 @@ fn welcome_with_invalid_proof_is_refused() {
 
 #[test]
 fn accepted_welcome_joins_and_its_contacts_are_tried() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node_with(
         Config {
             min_connections: 3,
@@ -284,7 +284,7 @@ fn accepted_welcome_joins_and_its_contacts_are_tried() {
 
 #[test]
 fn full_view_answers_hello_with_full_and_contacts() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     for n in 1..=4 {
         let _ = join(&mut g, t, n);
@@ -309,7 +309,7 @@ fn full_view_answers_hello_with_full_and_contacts() {
 
 #[test]
 fn message_before_joining_disconnects_the_peer() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.handle_message(t, contact(1), GossipPeerMessage::Discovery);
     let out = drain(&mut g);
@@ -322,7 +322,7 @@ fn message_before_joining_disconnects_the_peer() {
 
 #[test]
 fn message_from_a_peer_we_said_hello_to_is_ignored_not_punished() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.add_known_peers(t, &[contact(1)]);
     let _ = drain(&mut g);
@@ -334,7 +334,7 @@ fn message_from_a_peer_we_said_hello_to_is_ignored_not_punished() {
 
 #[test]
 fn unanswered_hello_is_given_up_after_its_timeout() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.add_known_peers(t, &[contact(1)]);
     g.handle_timeout(t);
@@ -349,7 +349,7 @@ fn unanswered_hello_is_given_up_after_its_timeout() {
 
 #[test]
 fn proof_is_renewed_after_half_its_window() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.handle_timeout(t + Duration::from_secs(20));
     assert!(drain(&mut g).events.is_empty());
@@ -370,7 +370,7 @@ fn proof_is_renewed_after_half_its_window() {
 
 #[test]
 fn discovery_is_answered_with_an_offer_of_other_members() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     for n in 1..=3 {
         let _ = join(&mut g, t, n);
@@ -392,7 +392,7 @@ fn discovery_is_answered_with_an_offer_of_other_members() {
 
 #[test]
 fn short_view_asks_neighbours_for_peers_and_dials_the_offered() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     g.handle_timeout(t + Duration::from_secs(10));
@@ -411,7 +411,7 @@ fn short_view_asks_neighbours_for_peers_and_dials_the_offered() {
 
 #[test]
 fn full_view_does_not_search() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -421,7 +421,7 @@ fn full_view_does_not_search() {
 
 #[test]
 fn failed_peer_leaves_the_view_and_refill_starts() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.add_known_peers(t, &[contact(9)]);
     let _ = drain(&mut g);
@@ -442,7 +442,7 @@ fn failed_peer_leaves_the_view_and_refill_starts() {
 
 #[test]
 fn flooding_peer_is_disconnected() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node_with(
         Config {
             peer_rate: 1,
@@ -467,7 +467,7 @@ fn flooding_peer_is_disconnected() {
 
 #[test]
 fn malformed_traffic_disconnects_the_peer() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     g.handle_malformed(t, contact(1).id);
@@ -481,7 +481,7 @@ fn malformed_traffic_disconnects_the_peer() {
 
 #[test]
 fn info_updates_the_neighbours_address() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let addr: SocketAddr = "10.1.1.1:99".parse().unwrap();
@@ -491,7 +491,7 @@ fn info_updates_the_neighbours_address() {
 
 #[test]
 fn new_listen_address_is_told_to_every_neighbour() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -509,7 +509,7 @@ fn new_listen_address_is_told_to_every_neighbour() {
 
 #[test]
 fn local_item_reaches_other_local_subscribers_but_not_the_announcer() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.client_notify(t, ClientId(1), 7);
     g.client_notify(t, ClientId(2), 7);
@@ -522,7 +522,7 @@ fn local_item_reaches_other_local_subscribers_but_not_the_announcer() {
 
 #[test]
 fn local_item_is_pushed_at_once_to_degree_neighbours() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     for n in 1..=4 {
         let _ = join(&mut g, t, n);
@@ -548,7 +548,7 @@ fn local_item_is_pushed_at_once_to_degree_neighbours() {
 
 #[test]
 fn local_item_goes_to_all_neighbours_when_fewer_than_degree() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     g.client_announce(t, ClientId(1), 2, 7, Bytes::from_static(b"x"));
@@ -558,7 +558,7 @@ fn local_item_goes_to_all_neighbours_when_fewer_than_degree() {
 
 #[test]
 fn ttl_one_reaches_neighbours_with_no_hop_left() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     g.client_announce(t, ClientId(1), 1, 7, Bytes::from_static(b"x"));
@@ -571,7 +571,7 @@ fn ttl_one_reaches_neighbours_with_no_hop_left() {
 
 #[test]
 fn item_of_a_type_nobody_registered_is_neither_delivered_nor_forwarded() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -585,7 +585,7 @@ fn item_of_a_type_nobody_registered_is_neither_delivered_nor_forwarded() {
 
 #[test]
 fn item_is_forwarded_only_after_every_subscriber_validated_it() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     for n in 1..=3 {
         let _ = join(&mut g, t, n);
@@ -623,7 +623,7 @@ fn item_is_forwarded_only_after_every_subscriber_validated_it() {
 
 #[test]
 fn one_invalid_verdict_drops_the_item_for_good() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -643,7 +643,7 @@ fn one_invalid_verdict_drops_the_item_for_good() {
 
 #[test]
 fn item_without_verdict_in_time_is_dropped() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -660,7 +660,7 @@ fn item_without_verdict_in_time_is_dropped() {
 
 #[test]
 fn duplicate_is_delivered_once_and_never_sent_back_to_its_senders() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     for n in 1..=3 {
         let _ = join(&mut g, t, n);
@@ -678,7 +678,7 @@ fn duplicate_is_delivered_once_and_never_sent_back_to_its_senders() {
 
 #[test]
 fn item_with_no_hop_left_is_delivered_but_not_forwarded() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -691,7 +691,7 @@ fn item_with_no_hop_left_is_delivered_but_not_forwarded() {
 
 #[test]
 fn received_hop_budget_is_capped_at_max_ttl() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -707,7 +707,7 @@ fn received_hop_budget_is_capped_at_max_ttl() {
 
 #[test]
 fn validation_for_an_unknown_message_id_is_ignored() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     g.client_validation(t, ClientId(1), 4242, true);
@@ -718,7 +718,7 @@ fn validation_for_an_unknown_message_id_is_ignored() {
 
 #[test]
 fn validation_from_a_client_not_asked_is_ignored() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -732,7 +732,7 @@ fn validation_from_a_client_not_asked_is_ignored() {
 
 #[test]
 fn client_that_vanishes_drops_its_registrations_and_nothing_else() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -753,7 +753,7 @@ fn client_that_vanishes_drops_its_registrations_and_nothing_else() {
 
 #[test]
 fn item_whose_only_subscriber_vanished_unanswered_is_dropped() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let _ = join(&mut g, t, 2);
@@ -767,7 +767,7 @@ fn item_whose_only_subscriber_vanished_unanswered_is_dropped() {
 
 #[test]
 fn own_items_coming_back_are_not_delivered_again() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     g.client_notify(t, ClientId(2), 7);
@@ -779,7 +779,7 @@ fn own_items_coming_back_are_not_delivered_again() {
 
 #[test]
 fn pending_items_never_share_a_message_id() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node_with(
         Config {
             cache_size: 300,
@@ -813,7 +813,7 @@ fn pending_items_never_share_a_message_id() {
 
 #[test]
 fn poll_timeout_is_the_earliest_deadline() {
-    let t = Instant::now();
+    let t = crate::test_support::epoch();
     let mut g = node(t);
     g.handle_timeout(t);
     let _ = drain(&mut g);
@@ -836,7 +836,7 @@ proptest! {
             1..300,
         )
     ) {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::epoch();
         let mut g = node_with(Config { cache_size: 8, max_seen: 20, peer_burst: 10_000, ..config() }, t0);
         let _ = join(&mut g, t0, 1);
         let _ = join(&mut g, t0, 2);
