@@ -42,7 +42,8 @@ pub(crate) struct Membership {
     candidates: BTreeMap<NodeId, Contact>,
     /// Known peers and bootstrappers from the driver.
     known: BTreeMap<NodeId, Contact>,
-    /// Peers sent a HELLO recently → when they may be tried again.
+    /// Peers sent a HELLO recently → when they may be tried again (at most
+    /// 4 × `max_candidates`).
     tried: BTreeMap<NodeId, Instant>,
     /// Bound of `candidates` and of `known`.
     max_candidates: usize,
@@ -222,6 +223,17 @@ impl Membership {
     /// Records a HELLO sent to `contact`: in flight until `deadline`, not tried again
     /// before `retry_at`.
     pub(crate) fn begin_hello(&mut self, contact: Contact, deadline: Instant, retry_at: Instant) {
+        // Bound `tried`: past the cap, the entry that expires first goes.
+        if self.tried.len() >= 4 * self.max_candidates {
+            if let Some(first) = self
+                .tried
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(id, _)| *id)
+            {
+                self.tried.remove(&first);
+            }
+        }
         self.candidates.remove(&contact.id);
         self.pending.insert(contact.id, (contact, deadline));
         self.tried.insert(contact.id, retry_at);
