@@ -55,12 +55,13 @@ impl Cache {
         expect: Option<NodeId>,
         now: Instant,
     ) -> Option<(quinn::Connection, NodeId)> {
+        let to = canonical(to);
         let id = expect.or_else(|| self.addrs.get(&to).copied())?;
         let peer = self.peers.get_mut(&id)?;
         if peer.conn.close_reason().is_some() {
             return None;
         }
-        if expect.is_none() && peer.conn.remote_address() != to {
+        if expect.is_none() && remote(&peer.conn) != to {
             return None;
         }
         peer.last_used = now;
@@ -107,7 +108,7 @@ impl Cache {
         let mut evicted = Vec::new();
         for (_, id) in idle.into_iter().take(excess) {
             if let Some(p) = self.peers.remove(&id) {
-                let addr = p.conn.remote_address();
+                let addr = remote(&p.conn);
                 if self.addrs.get(&addr) == Some(&id) {
                     self.addrs.remove(&addr);
                 }
@@ -122,17 +123,17 @@ impl Cache {
         &self,
         to: SocketAddr,
     ) -> Option<watch::Receiver<Option<DialResult>>> {
-        self.dials.get(&to).cloned()
+        self.dials.get(&canonical(to)).cloned()
     }
 
     /// Records a dial to `to` that others may wait on.
     pub(crate) fn start_dial(&mut self, to: SocketAddr, rx: watch::Receiver<Option<DialResult>>) {
-        self.dials.insert(to, rx);
+        self.dials.insert(canonical(to), rx);
     }
 
     /// Forgets the dial to `to` (it has finished).
     pub(crate) fn end_dial(&mut self, to: SocketAddr) {
-        self.dials.remove(&to);
+        self.dials.remove(&canonical(to));
     }
 
     /// Caches an established connection to `peer`. `we_are_smaller` is whether our id is
@@ -156,12 +157,12 @@ impl Cache {
             return;
         }
         if let Some(old) = self.peers.get(&peer) {
-            let old_addr = old.conn.remote_address();
+            let old_addr = remote(&old.conn);
             if self.addrs.get(&old_addr) == Some(&peer) {
                 self.addrs.remove(&old_addr);
             }
         }
-        self.addrs.insert(conn.remote_address(), peer);
+        self.addrs.insert(remote(&conn), peer);
         self.peers.insert(
             peer,
             Peer {
@@ -180,7 +181,7 @@ impl Cache {
             .is_some_and(|p| p.conn.stable_id() == conn.stable_id());
         if cached {
             self.peers.remove(&peer);
-            let addr = conn.remote_address();
+            let addr = remote(conn);
             if self.addrs.get(&addr) == Some(&peer) {
                 self.addrs.remove(&addr);
             }
@@ -192,5 +193,37 @@ impl Cache {
         self.peers.clear();
         self.addrs.clear();
         self.dials.clear();
+    }
+}
+
+/// The peer address of `conn`, IPv4-mapped IPv6 addresses written as IPv4.
+pub(crate) fn remote(conn: &quinn::Connection) -> SocketAddr {
+    canonical(conn.remote_address())
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (as seen on dual-stack sockets) written as
+/// IPv4, so that the same peer has one address whichever way the socket reports it.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_addresses_are_written_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4000".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:4000".parse().unwrap();
+        assert_eq!(canonical(mapped), v4);
+        assert_eq!(canonical(v4), v4);
+        assert_eq!(canonical(v6), v6);
     }
 }

@@ -11,7 +11,7 @@
 //! Tasks hold the shared state, never the [`Endpoint`] handle: dropping the last handle
 //! closes the quinn endpoint, every connection ends, and the tasks finish.
 
-use crate::cache::Cache;
+use crate::cache::{canonical, remote, Cache};
 use crate::frame::{self, code, read_frame};
 use crate::tls::{self, peer_node_id, SERVER_NAME};
 use crate::{EndpointConfig, Identity, Inbound, NetError, Responder, Response};
@@ -347,6 +347,7 @@ impl Shared {
         to: SocketAddr,
         expect: Option<NodeId>,
     ) -> Result<(quinn::Connection, NodeId, bool), NetError> {
+        let to = canonical(to);
         let mut rx = {
             let mut cache = self.cache();
             if self.closed.load(Ordering::SeqCst) {
@@ -614,7 +615,7 @@ async fn accept_one(shared: Arc<Shared>, incoming: quinn::Incoming) {
 
 /// Accepts the peer's streams on `conn` until it closes, then drops it from the cache.
 async fn serve(shared: Arc<Shared>, conn: quinn::Connection, peer: NodeId) {
-    let addr = conn.remote_address();
+    let addr = remote(&conn);
     let reason = loop {
         tokio::select! {
             bi = conn.accept_bi() => match bi {

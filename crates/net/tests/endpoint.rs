@@ -619,3 +619,28 @@ async fn idle_connections_above_the_limit_are_closed_and_redialed_on_demand() {
     a.ep.request(b.addr, None, frame(660, b"b3")).await.unwrap();
     assert_eq!(b.ep.connection_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_endpoint_reuses_connections_from_ipv4_peers() {
+    let identity = Identity::generate();
+    let Ok((v6, v6_rx)) = Endpoint::bind(&identity, "[::]:0".parse().unwrap(), config()) else {
+        eprintln!("no IPv6 here; skipped");
+        return;
+    };
+    serve_echo(identity.node_id(), v6_rx);
+    let port = v6.local_addr().port();
+    let (a, _) = echo_node();
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    a.ep.request(to, None, frame(660, b"")).await.unwrap();
+    // The v6 endpoint sees a at an IPv4-mapped address, and answers on the same connection
+    // when asked to reach a's plain IPv4 address without an id.
+    let r = v6.request(a.addr, None, frame(660, b"back")).await.unwrap();
+    assert_eq!(r.from, a.id);
+    let r = v6
+        .request(a.addr, Some(a.id), frame(660, b"back"))
+        .await
+        .unwrap();
+    assert_eq!(r.from, a.id);
+    assert_eq!(v6.connection_count(), 1);
+    assert_eq!(a.ep.connection_count(), 1);
+}
