@@ -12,12 +12,35 @@
 //! - `cache`: live connections by node id, shared dials.
 //! - `frame`: reading one bounded frame per stream.
 //!
-//! # Wire use of QUIC
-//! A request is a bidirectional stream carrying one frame then FIN; the reply is one
-//! frame then FIN on the same stream. A one-way message is a unidirectional stream with
-//! one frame then FIN. A stream whose frame is refused (size below 6 or above the limit,
-//! bytes after the frame) is reset with an error code; a request the application drops
-//! is reset with the "no reply" code ([`NetError::NoReply`] at the requester).
+//! # Transport protocol (for a second implementation)
+//! - QUIC v1 over UDP; one socket per node both accepts and dials, so the source address
+//!   of a node's connections is its listening address.
+//! - TLS 1.3 only, mutual: each side presents one self-signed X.509 certificate whose key
+//!   is the node's Ed25519 hostkey and signs the handshake with it (signature scheme
+//!   `ed25519` only). No chain, name or validity checks. The peer's node id is
+//!   `SHA-256(DER SubjectPublicKeyInfo)` of that key (44-byte SPKI for Ed25519). ALPN is
+//!   the configured protocol name; a peer with another one fails the handshake.
+//! - A request is a bidirectional stream carrying one peer frame
+//!   (`size u32 | type u16 | body`, size counts the header) then FIN; the reply is one
+//!   frame then FIN on the same stream. A one-way message is a unidirectional stream
+//!   carrying one frame then FIN. Frames above the receiver's limit (128 KiB by default)
+//!   are refused.
+//! - Stream error codes (RESET_STREAM / STOP_SENDING): 1 message too large, 2 malformed
+//!   (size below 6, stream ended inside the frame, bytes after it), 3 no reply (the
+//!   application dropped the request, or did not answer within the request timeout).
+//! - Connection close codes: 0 endpoint closed, 4 no usable certificate, 5 idle
+//!   connection evicted (the closing side discards anything that arrives after it, so a
+//!   request in flight may be retried on a new connection).
+//! - No keep-alives: a connection with no traffic for the idle timeout (60 s by default)
+//!   closes silently. Stateless-reset keys are derived from the hostkey, so a node that
+//!   restarts with the same key resets its peers' stale connections at once.
+//!
+//! # Resources
+//! Each open connection costs about 34 KB in this process (quinn's per-connection state,
+//! TLS keys, a task), so 100 nodes fully meshed in one process take about 345 MB. The
+//! cost is per connection, not per request: [`Endpoint::set_max_connections`] bounds it
+//! by closing the least recently used idle connections. A warm request/response on
+//! loopback takes about 60–90 µs.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
