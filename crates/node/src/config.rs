@@ -336,7 +336,7 @@ impl Doc<'_> {
         Ok(out)
     }
 
-    fn number<T: std::str::FromStr>(
+    fn number<T>(
         &self,
         section: &str,
         key: &str,
@@ -344,7 +344,7 @@ impl Doc<'_> {
         range: std::ops::RangeInclusive<T>,
     ) -> Result<T, ConfigError>
     where
-        T: PartialOrd + fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         let Some(value) = self.get(Some(section), key) else {
             return Ok(default);
