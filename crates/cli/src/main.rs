@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use voidmesh_net::Identity;
 use voidmesh_node::config::Config;
-use voidmesh_node::service::DhtService;
+use voidmesh_node::service::{DhtService, GossipService};
 
 /// voidmesh: a Kademlia DHT and a gossip module speaking the VoidPhone API over an
 /// authenticated QUIC overlay.
@@ -28,6 +28,19 @@ enum Command {
     },
     /// Run the DHT module alone, configured by the [dht] section of CONFIG.
     Dht {
+        /// The INI configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Run the gossip module alone, configured by the [gossip] section of CONFIG.
+    Gossip {
+        /// The INI configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Run a full peer: the DHT and the gossip module in one process, each on its own
+    /// addresses, sharing the hostkey.
+    Node {
         /// The INI configuration file.
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
@@ -73,33 +86,73 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { path } => keygen(&path),
-        Command::Dht { config } => {
-            // Read and check the whole configuration before opening any socket.
-            let config = Config::load(&config)?;
-            let dht = config.require_dht()?.clone();
-            for warning in &config.warnings {
-                tracing::warn!("{warning}");
-            }
-            let identity = voidmesh_node::identity::load_or_create(&config)?;
-            runtime()?.block_on(async move {
-                let service = DhtService::start(&identity, &dht).await?;
-                // One machine-readable line, so scripts and tests learn the bound ports.
-                println!(
-                    "ready node_id={} p2p={} api={}",
-                    service.node_id(),
-                    service.p2p_addr(),
-                    service.api_addr()
-                );
-                wait_for_signal().await?;
-                tracing::info!("shutting down");
-                service.shutdown().await;
-                Ok(())
-            })
-        }
+        Command::Dht { config } => run_modules(&config, true, false),
+        Command::Gossip { config } => run_modules(&config, false, true),
+        Command::Node { config } => run_modules(&config, true, true),
         Command::Testnet { nodes } => runtime()?.block_on(testnet_demo::run(nodes)),
         Command::Bench(BenchCommand::W1(args)) => runtime()?.block_on(bench::w1(args)),
         Command::Bench(BenchCommand::Api(args)) => runtime()?.block_on(bench::api(args)),
     }
+}
+
+/// Runs the DHT and/or the gossip module from the configuration at `path` until SIGINT or
+/// SIGTERM. The whole file is read and checked before any socket is opened.
+fn run_modules(path: &std::path::Path, dht: bool, gossip: bool) -> Result<()> {
+    let config = Config::load(path)?;
+    let dht_config = if dht {
+        Some(config.require_dht()?.clone())
+    } else {
+        None
+    };
+    let gossip_config = if gossip {
+        let g = config.require_gossip()?.clone();
+        g.gossip
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: [gossip]: {e}", path.display()))?;
+        Some(g)
+    } else {
+        None
+    };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let identity = voidmesh_node::identity::load_or_create(&config)?;
+    runtime()?.block_on(async move {
+        let dht = match &dht_config {
+            Some(c) => Some(DhtService::start(&identity, c).await?),
+            None => None,
+        };
+        let gossip = match &gossip_config {
+            Some(c) => Some(GossipService::start(&identity, c).await?),
+            None => None,
+        };
+        // Machine-readable lines, so scripts and tests learn the bound ports.
+        if let Some(s) = &dht {
+            println!(
+                "ready dht node_id={} p2p={} api={}",
+                s.node_id(),
+                s.p2p_addr(),
+                s.api_addr()
+            );
+        }
+        if let Some(s) = &gossip {
+            println!(
+                "ready gossip node_id={} p2p={} api={}",
+                s.node_id(),
+                s.p2p_addr(),
+                s.api_addr()
+            );
+        }
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        if let Some(s) = gossip {
+            s.shutdown().await;
+        }
+        if let Some(s) = dht {
+            s.shutdown().await;
+        }
+        Ok(())
+    })
 }
 
 fn keygen(path: &std::path::Path) -> Result<()> {

@@ -188,6 +188,16 @@ impl Cache {
         }
     }
 
+    /// Removes and returns the connection cached for `peer`.
+    pub(crate) fn take(&mut self, peer: &NodeId) -> Option<quinn::Connection> {
+        let conn = self.peers.remove(peer)?.conn;
+        let addr = remote(&conn);
+        if self.addrs.get(&addr) == Some(peer) {
+            self.addrs.remove(&addr);
+        }
+        Some(conn)
+    }
+
     /// Forgets everything (the endpoint is closing).
     pub(crate) fn clear(&mut self) {
         self.peers.clear();

@@ -268,6 +268,33 @@ impl Endpoint {
         self.handle.shared.cache().is_empty()
     }
 
+    /// Makes sure a connection to `to` exists (proving `expect` if given) and returns the
+    /// peer's proved node id, without sending anything. Used to learn the id behind a
+    /// bootstrap address.
+    ///
+    /// # Errors
+    /// As [`Endpoint::request`], except those about messages.
+    pub async fn connect(
+        &self,
+        to: SocketAddr,
+        expect: Option<NodeId>,
+    ) -> Result<NodeId, NetError> {
+        let shared = &self.handle.shared;
+        match timeout(shared.config.request_timeout, shared.connection(to, expect)).await {
+            Ok(result) => result.map(|(_, id, _)| id),
+            Err(_) => Err(NetError::Timeout),
+        }
+    }
+
+    /// Closes the connection to `peer` (if any), e.g. because it misbehaved. A later
+    /// request or incoming connection may connect again.
+    pub fn disconnect(&self, peer: &NodeId) {
+        let conn = self.handle.shared.cache().take(peer);
+        if let Some(conn) = conn {
+            conn.close(code::DISCONNECTED, b"disconnected");
+        }
+    }
+
     /// Closes every connection and the socket; later requests fail with
     /// [`NetError::Closed`] and the inbound channel ends once in-flight streams finish.
     pub fn close(&self) {

@@ -24,6 +24,8 @@ pub(crate) mod code {
     pub(crate) const BAD_IDENTITY: VarInt = VarInt::from_u32(4);
     /// The connection was idle and closed to stay under the connection limit.
     pub(crate) const EVICTED: VarInt = VarInt::from_u32(5);
+    /// The application asked to drop this peer (misbehaviour).
+    pub(crate) const DISCONNECTED: VarInt = VarInt::from_u32(6);
 }
 
 /// Checks a frame we are about to send: at most `max` bytes, and its size field equal to

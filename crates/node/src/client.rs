@@ -1,4 +1,4 @@
-//! A small VoidPhone DHT API client over TCP, used by the testnet demo, the benchmarks
+//! Small VoidPhone API clients (DHT and Gossip) over TCP, used by the testnet demo, the benchmarks
 //! and the tests. It speaks the wire format exactly as any other client would.
 
 use crate::api::codec::{ApiCodec, FrameError};
@@ -9,7 +9,7 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use voidmesh_proto::dht_api::EncodeError;
-use voidmesh_proto::{DecodeError, DhtMessage, Key};
+use voidmesh_proto::{DecodeError, DhtMessage, GossipApiMessage, Key};
 
 /// What went wrong talking to a DHT API.
 #[derive(Debug, Error)]
@@ -113,5 +113,98 @@ impl DhtClient {
             return Err(ClientError::Unexpected(0));
         }
         Ok(value)
+    }
+}
+
+/// One connection to a Gossip API.
+pub struct GossipApiClient {
+    framed: Framed<TcpStream, ApiCodec>,
+}
+
+/// A notification as a client receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedItem {
+    /// The id to validate it with.
+    pub message_id: u16,
+    /// Its data type.
+    pub data_type: u16,
+    /// Its data.
+    pub data: Bytes,
+}
+
+impl GossipApiClient {
+    /// Connects to `addr`.
+    ///
+    /// # Errors
+    /// When the connection fails.
+    pub async fn connect(addr: SocketAddr) -> Result<GossipApiClient, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(GossipApiClient {
+            framed: Framed::new(stream, ApiCodec),
+        })
+    }
+
+    async fn send(&mut self, msg: GossipApiMessage) -> Result<(), ClientError> {
+        let bytes = msg
+            .encode()
+            .map_err(|_| ClientError::Unexpected(msg.msg_type()))?;
+        self.framed.send(bytes).await?;
+        Ok(())
+    }
+
+    /// GOSSIP NOTIFY for `data_type`.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn notify(&mut self, data_type: u16) -> Result<(), ClientError> {
+        self.send(GossipApiMessage::Notify { data_type }).await
+    }
+
+    /// GOSSIP ANNOUNCE.
+    ///
+    /// # Errors
+    /// When the data is too large or the write fails.
+    pub async fn announce(
+        &mut self,
+        ttl: u8,
+        data_type: u16,
+        data: Bytes,
+    ) -> Result<(), ClientError> {
+        self.send(GossipApiMessage::Announce {
+            ttl,
+            data_type,
+            data,
+        })
+        .await
+    }
+
+    /// GOSSIP VALIDATION.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn validate(&mut self, message_id: u16, valid: bool) -> Result<(), ClientError> {
+        self.send(GossipApiMessage::Validation { message_id, valid })
+            .await
+    }
+
+    /// The next GOSSIP NOTIFICATION.
+    ///
+    /// # Errors
+    /// When the connection closes or the module sends something else.
+    pub async fn recv(&mut self) -> Result<ReceivedItem, ClientError> {
+        let frame = self.framed.next().await.ok_or(ClientError::Closed)??;
+        match GossipApiMessage::decode(&frame)? {
+            GossipApiMessage::Notification {
+                message_id,
+                data_type,
+                data,
+            } => Ok(ReceivedItem {
+                message_id,
+                data_type,
+                data,
+            }),
+            other => Err(ClientError::Unexpected(other.msg_type())),
+        }
     }
 }

@@ -80,20 +80,11 @@ pub struct GossipConfig {
     pub api_address: SocketAddr,
     /// `bootstrapper`: peers to join through.
     pub bootstrappers: Vec<String>,
-    /// `cache_size`: items kept for spreading.
-    pub cache_size: usize,
-    /// `degree`: peers each item is pushed to.
-    pub degree: usize,
-    /// `min_connections`: below this many neighbours the module looks for more.
-    pub min_connections: usize,
-    /// `max_connections`: the view never holds more neighbours than this.
-    pub max_connections: usize,
-    /// `search_cooldown`: pause between two searches for neighbours.
-    pub search_cooldown: Duration,
     /// `known_peers`: further `host:port` peers to try when the view is short.
     pub known_peers: Vec<String>,
-    /// `pow_difficulty`: leading zero bits a joining peer's proof-of-work must have.
-    pub pow_difficulty: u8,
+    /// The state machine's tunables (`cache_size`, `degree`, `min_connections`,
+    /// `max_connections`, `search_cooldown`, `pow_difficulty`, ...).
+    pub gossip: voidmesh_gossip::Config,
     /// `max_api_connections`: API clients served at once.
     pub max_api_connections: usize,
 }
@@ -125,6 +116,8 @@ const GOSSIP_KEYS: &[&str] = &[
     "search_cooldown",
     "known_peers",
     "pow_difficulty",
+    "max_ttl",
+    "validation_timeout",
     "max_api_connections",
 ];
 
@@ -415,8 +408,9 @@ impl Doc<'_> {
 
     fn gossip(&self) -> Result<GossipConfig, ConfigError> {
         let s = "gossip";
-        let min_connections = self.number(s, "min_connections", 8, 1..=10_000)?;
-        let max_connections = self.number(s, "max_connections", 32, 1..=10_000)?;
+        let d = voidmesh_gossip::Config::default();
+        let min_connections = self.number(s, "min_connections", d.min_connections, 1..=10_000)?;
+        let max_connections = self.number(s, "max_connections", d.max_connections, 1..=10_000)?;
         if max_connections < min_connections {
             return Err(self.error(
                 Some(s),
@@ -424,17 +418,24 @@ impl Doc<'_> {
                 format!("must be at least min_connections ({min_connections})"),
             ));
         }
+        let gossip = voidmesh_gossip::Config {
+            cache_size: self.number(s, "cache_size", d.cache_size, 1..=1_000_000)?,
+            degree: self.number(s, "degree", d.degree, 1..=10_000)?,
+            min_connections,
+            max_connections,
+            search_cooldown: self.duration(s, "search_cooldown", d.search_cooldown)?,
+            max_ttl: self.number(s, "max_ttl", d.max_ttl, 1..=255)?,
+            pow_difficulty: self.number(s, "pow_difficulty", d.pow_difficulty, 0..=64)?,
+            validation_timeout: self.duration(s, "validation_timeout", d.validation_timeout)?,
+            rng_seed: rand::random(),
+            ..d
+        };
         Ok(GossipConfig {
             p2p_address: self.required_addr(s, "p2p_address")?,
             api_address: self.required_addr(s, "api_address")?,
             bootstrappers: self.list(s, "bootstrapper")?,
-            cache_size: self.number(s, "cache_size", 50, 1..=1_000_000)?,
-            degree: self.number(s, "degree", 30, 1..=10_000)?,
-            min_connections,
-            max_connections,
-            search_cooldown: self.duration(s, "search_cooldown", Duration::from_secs(5))?,
             known_peers: self.list(s, "known_peers")?,
-            pow_difficulty: self.number(s, "pow_difficulty", 16, 0..=64)?,
+            gossip,
             max_api_connections: self.number(s, "max_api_connections", 4096, 1..=1_000_000)?,
         })
     }

@@ -6,8 +6,10 @@
 //! - [`config`]: the INI file, typed, with precise errors.
 //! - [`identity`]: which hostkey to use.
 //! - [`dht`]: the DHT as a service: endpoint, driver task, [`dht::DhtHandle`].
-//! - [`api`]: API framing, the shared TCP listener, the DHT API connection handler.
-//! - [`service`]: a whole DHT module (node + API server + joining), as `voidmesh dht` runs it.
+//! - [`gossip`]: the gossip module as a service: endpoint, driver task, [`gossip::GossipHandle`].
+//! - [`api`]: API framing, the shared TCP listener, the DHT and gossip connection handlers.
+//! - [`service`]: whole modules (node + API server + joining), as `voidmesh dht`,
+//!   `voidmesh gossip` and `voidmesh node` run them.
 //! - [`testnet`]: many modules in one process.
 //! - [`client`]: a DHT API client (demo, benchmarks, tests).
 #![deny(missing_docs)]
@@ -17,6 +19,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod dht;
+pub mod gossip;
 pub mod identity;
 pub mod service;
 pub mod testnet;

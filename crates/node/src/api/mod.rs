@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod dht;
+pub mod gossip;
 pub mod server;
 
 pub use codec::{ApiCodec, FrameError};

@@ -1,13 +1,13 @@
-//! A DHT module as the `voidmesh dht` command runs it: overlay node, API server and the
-//! job that joins the network through the configured bootstrappers.
+//! A DHT module as `voidmesh dht` runs it: overlay node, API server and the job that
+//! joins the network through the configured bootstrappers.
 
+use super::{bind_api, resolve_all};
 use crate::api;
 use crate::config::DhtConfig;
 use crate::dht::{DhtHandle, DhtNode};
 use crate::NodeError;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voidmesh_net::Identity;
@@ -29,19 +29,7 @@ impl DhtService {
     /// # Errors
     /// [`NodeError::Bind`] when an address cannot be bound.
     pub async fn start(identity: &Identity, config: &DhtConfig) -> Result<DhtService, NodeError> {
-        let listener =
-            TcpListener::bind(config.api_address)
-                .await
-                .map_err(|e| NodeError::Bind {
-                    what: "DHT API",
-                    addr: config.api_address,
-                    reason: e.to_string(),
-                })?;
-        let api_addr = listener.local_addr().map_err(|e| NodeError::Bind {
-            what: "DHT API",
-            addr: config.api_address,
-            reason: e.to_string(),
-        })?;
+        let (listener, api_addr) = bind_api("DHT API", config.api_address).await?;
         let node =
             DhtNode::start(identity, config.p2p_address, config.kad.clone()).map_err(|e| {
                 NodeError::Bind {
@@ -118,14 +106,7 @@ async fn join_network(dht: DhtHandle, bootstrappers: Vec<String>, shutdown: Canc
     }
     let mut backoff = Duration::from_secs(1);
     loop {
-        let mut addrs = Vec::new();
-        for entry in &bootstrappers {
-            match tokio::net::lookup_host(entry.as_str()).await {
-                Ok(found) => addrs.extend(found),
-                Err(e) => tracing::warn!(bootstrapper = %entry, error = %e, "cannot resolve"),
-            }
-        }
-        match dht.bootstrap(addrs).await {
+        match dht.bootstrap(resolve_all(&bootstrappers).await).await {
             Ok(contacts) => {
                 tracing::info!(contacts, "joined the network");
                 return;

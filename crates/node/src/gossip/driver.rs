@@ -1,0 +1,266 @@
+//! The task that owns one [`Gossip`] state machine and pumps it: API client commands,
+//! one-way peer messages, send failures, proof-of-work results and its timer in; sends to
+//! `net`, notifications to clients and peer disconnections out.
+
+use super::{Command, Notification};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use tokio::sync::mpsc;
+use tokio::time::Instant as TokioInstant;
+use tokio_util::sync::CancellationToken;
+use voidmesh_gossip::{solve_pow, ClientId, Event, Gossip, Proof, Transmit};
+use voidmesh_net::{Endpoint, Inbound};
+use voidmesh_proto::{Contact, GossipPeerMessage, NodeId};
+
+/// What finished outside the driver and must be fed back into it.
+enum Feedback {
+    /// Sending to this peer failed (unreachable, wrong id, connection lost).
+    PeerFailed(NodeId),
+    /// A proof of work was computed.
+    Proof(Proof),
+    /// Ids learned by connecting to known peer addresses.
+    KnownPeers(Vec<Contact>),
+}
+
+/// Owns the state machine; see the module doc.
+pub(super) struct Driver {
+    gossip: Gossip,
+    endpoint: Endpoint,
+    clients: HashMap<ClientId, mpsc::Sender<Notification>>,
+    feedback_tx: mpsc::UnboundedSender<Feedback>,
+    feedback_rx: mpsc::UnboundedReceiver<Feedback>,
+}
+
+fn now() -> std::time::Instant {
+    TokioInstant::now().into_std()
+}
+
+impl Driver {
+    pub(super) fn new(gossip: Gossip, endpoint: Endpoint) -> Self {
+        let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
+        Driver {
+            gossip,
+            endpoint,
+            clients: HashMap::new(),
+            feedback_tx,
+            feedback_rx,
+        }
+    }
+
+    /// Runs until `shutdown` fires or every handle is gone.
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        shutdown: CancellationToken,
+    ) {
+        let far_future = || TokioInstant::now() + std::time::Duration::from_secs(3600);
+        let timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(timer);
+        let mut liveness = tokio::time::interval(self.gossip.config().search_cooldown);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // `Gossip::new` already asked for a proof of work.
+        self.drain();
+        loop {
+            let deadline = self
+                .gossip
+                .poll_timeout()
+                .map(TokioInstant::from_std)
+                .unwrap_or_else(far_future);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(feedback) = self.feedback_rx.recv() => self.on_feedback(feedback),
+                Some(message) = inbound.recv() => self.on_inbound(message),
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = &mut timer => self.gossip.handle_timeout(now()),
+                _ = liveness.tick() => self.check_neighbours(),
+            }
+            self.drain();
+        }
+        self.endpoint.close();
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = now();
+        match command {
+            Command::Connect { client, deliveries } => {
+                self.clients.insert(client, deliveries);
+            }
+            Command::Notify { client, data_type } => {
+                self.gossip.client_notify(now, client, data_type)
+            }
+            Command::Announce {
+                client,
+                ttl,
+                data_type,
+                data,
+            } => {
+                let _ = self
+                    .gossip
+                    .client_announce(now, client, ttl, data_type, data);
+            }
+            Command::Validation {
+                client,
+                message_id,
+                valid,
+            } => self
+                .gossip
+                .client_validation(now, client, message_id, valid),
+            Command::Disconnect { client } => {
+                self.clients.remove(&client);
+                self.gossip.client_disconnected(now, client);
+            }
+            Command::KnownPeers { addrs } => self.learn_ids(addrs),
+            Command::View { reply } => {
+                let _ = reply.send(self.gossip.view());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.gossip.stats().clone());
+            }
+        }
+    }
+
+    /// Connects to each address to learn (and prove) the node id behind it, then offers
+    /// the answering peers to the state machine.
+    fn learn_ids(&self, addrs: Vec<SocketAddr>) {
+        let endpoint = self.endpoint.clone();
+        let feedback = self.feedback_tx.clone();
+        tokio::spawn(async move {
+            let attempts = addrs.into_iter().map(|addr| {
+                let endpoint = endpoint.clone();
+                async move {
+                    match endpoint.connect(addr, None).await {
+                        Ok(id) => Some(Contact { id, addr }),
+                        Err(e) => {
+                            tracing::warn!(%addr, error = %e, "gossip peer unreachable");
+                            None
+                        }
+                    }
+                }
+            });
+            let found: Vec<Contact> = futures::future::join_all(attempts)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            let _ = feedback.send(Feedback::KnownPeers(found));
+        });
+    }
+
+    /// Confirms every neighbour is still reachable: a live cached connection answers at
+    /// once; a closed one is dialled again, and a neighbour that cannot be reached is
+    /// reported as failed, so departures are noticed even when no item is being sent.
+    fn check_neighbours(&self) {
+        for peer in self.gossip.view() {
+            let endpoint = self.endpoint.clone();
+            let feedback = self.feedback_tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = endpoint.connect(peer.addr, Some(peer.id)).await {
+                    tracing::debug!(peer = %peer.id, error = %e, "neighbour unreachable");
+                    let _ = feedback.send(Feedback::PeerFailed(peer.id));
+                }
+            });
+        }
+    }
+
+    fn on_feedback(&mut self, feedback: Feedback) {
+        let now = now();
+        match feedback {
+            Feedback::PeerFailed(peer) => self.gossip.peer_failed(now, peer),
+            Feedback::Proof(proof) => self.gossip.set_proof(now, proof),
+            Feedback::KnownPeers(contacts) => self.gossip.add_known_peers(now, &contacts),
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        let now = now();
+        if inbound.reply.is_some() {
+            // Gossip is one-way only; a request on this endpoint is a protocol violation.
+            self.gossip.handle_malformed(now, inbound.from);
+            return;
+        }
+        match GossipPeerMessage::decode(&inbound.message) {
+            Ok(message) => {
+                let from = Contact {
+                    id: inbound.from,
+                    addr: inbound.addr,
+                };
+                self.gossip.handle_message(now, from, message);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %inbound.from, error = %e, "malformed gossip message");
+                self.gossip.handle_malformed(now, inbound.from);
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(transmit) = self.gossip.poll_transmit() {
+            self.send(transmit);
+        }
+        while let Some(event) = self.gossip.poll_event() {
+            self.on_event(event);
+        }
+    }
+
+    fn send(&self, transmit: Transmit) {
+        let endpoint = self.endpoint.clone();
+        let feedback = self.feedback_tx.clone();
+        tokio::spawn(async move {
+            let to = transmit.to;
+            if let Err(e) = endpoint
+                .send(to.addr, Some(to.id), transmit.message.encode())
+                .await
+            {
+                tracing::debug!(peer = %to.id, error = %e, "gossip send failed");
+                let _ = feedback.send(Feedback::PeerFailed(to.id));
+            }
+        });
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Deliver {
+                client,
+                message_id,
+                data_type,
+                data,
+            } => {
+                let Some(queue) = self.clients.get(&client) else {
+                    return;
+                };
+                let note = Notification {
+                    message_id,
+                    data_type,
+                    data,
+                };
+                if queue.try_send(note).is_err() {
+                    tracing::warn!(?client, "client does not keep up; notification dropped");
+                }
+            }
+            Event::DisconnectPeer { peer, reason } => {
+                tracing::info!(%peer, ?reason, "dropping gossip peer");
+                self.endpoint.disconnect(&peer);
+            }
+            Event::PeerJoined { peer } => tracing::debug!(peer = %peer.id, "neighbour joined"),
+            Event::PeerLeft { peer } => tracing::debug!(%peer, "neighbour left"),
+            Event::ProofNeeded { unix_secs } => {
+                let id = self.gossip.local_id();
+                let difficulty = self.gossip.config().pow_difficulty;
+                let feedback = self.feedback_tx.clone();
+                // Solving may take a while at real difficulties: keep it off the event loop.
+                tokio::task::spawn_blocking(move || {
+                    let proof = solve_pow(&id, unix_secs, difficulty);
+                    let _ = feedback.send(Feedback::Proof(proof));
+                });
+            }
+        }
+    }
+}

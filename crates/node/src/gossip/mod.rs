@@ -1,0 +1,290 @@
+//! The gossip module as a running service: a QUIC endpoint, the gossip driver task, and a
+//! cloneable [`GossipHandle`] through which API connections (and the chat) use it.
+
+mod driver;
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use voidmesh_gossip::{ClientId, Gossip};
+use voidmesh_net::{Endpoint, EndpointConfig, Identity, NetError};
+use voidmesh_proto::frame::MAX_PEER_MESSAGE;
+use voidmesh_proto::{Contact, NodeId};
+
+/// ALPN protocol name of the gossip overlay.
+pub const GOSSIP_ALPN: &[u8] = b"voidmesh-gossip/1";
+
+/// Notifications queued for one API client before further ones are dropped for it (a
+/// client that does not read cannot make the module's memory grow).
+pub const CLIENT_QUEUE: usize = 1024;
+
+/// An item delivered to a local client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The id its validation refers to.
+    pub message_id: u16,
+    /// The item's data type.
+    pub data_type: u16,
+    /// The item.
+    pub data: Bytes,
+}
+
+/// Commands the driver accepts.
+pub(crate) enum Command {
+    Connect {
+        client: ClientId,
+        deliveries: mpsc::Sender<Notification>,
+    },
+    Notify {
+        client: ClientId,
+        data_type: u16,
+    },
+    Announce {
+        client: ClientId,
+        ttl: u8,
+        data_type: u16,
+        data: Bytes,
+    },
+    Validation {
+        client: ClientId,
+        message_id: u16,
+        valid: bool,
+    },
+    Disconnect {
+        client: ClientId,
+    },
+    KnownPeers {
+        addrs: Vec<SocketAddr>,
+    },
+    View {
+        reply: tokio::sync::oneshot::Sender<Vec<Contact>>,
+    },
+    Stats {
+        reply: tokio::sync::oneshot::Sender<voidmesh_gossip::Stats>,
+    },
+}
+
+/// The gossip service stopped.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error("the gossip service has stopped")]
+pub struct Stopped;
+
+/// A cloneable handle to a running gossip module.
+#[derive(Clone)]
+pub struct GossipHandle {
+    commands: mpsc::Sender<Command>,
+    next_client: Arc<AtomicU64>,
+}
+
+/// One local client of the gossip module (an API connection, or the chat). Dropping it
+/// ends its registrations.
+pub struct GossipClient {
+    id: ClientId,
+    handle: GossipHandle,
+    /// Items of the registered types, in arrival order.
+    pub notifications: mpsc::Receiver<Notification>,
+}
+
+impl GossipHandle {
+    /// Registers a new local client.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn connect(&self) -> Result<GossipClient, Stopped> {
+        let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        self.command(Command::Connect {
+            client: id,
+            deliveries: tx,
+        })
+        .await?;
+        Ok(GossipClient {
+            id,
+            handle: self.clone(),
+            notifications: rx,
+        })
+    }
+
+    async fn command(&self, command: Command) -> Result<(), Stopped> {
+        self.commands.send(command).await.map_err(|_| Stopped)
+    }
+
+    /// Offers peers at `addrs` (ids learned by connecting) as neighbours.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn add_known_peers(&self, addrs: Vec<SocketAddr>) -> Result<(), Stopped> {
+        self.command(Command::KnownPeers { addrs }).await
+    }
+
+    /// The current neighbours.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn view(&self) -> Result<Vec<Contact>, Stopped> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.command(Command::View { reply }).await?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// The state machine's counters (messages sent, items delivered, ...).
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn stats(&self) -> Result<voidmesh_gossip::Stats, Stopped> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.command(Command::Stats { reply }).await?;
+        rx.await.map_err(|_| Stopped)
+    }
+}
+
+impl GossipClient {
+    /// GOSSIP NOTIFY: deliver items of `data_type` to this client from now on.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn notify(&self, data_type: u16) -> Result<(), Stopped> {
+        self.handle
+            .command(Command::Notify {
+                client: self.id,
+                data_type,
+            })
+            .await
+    }
+
+    /// GOSSIP ANNOUNCE: spread `data` (ttl 0 = the module's bound).
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn announce(&self, ttl: u8, data_type: u16, data: Bytes) -> Result<(), Stopped> {
+        self.handle
+            .command(Command::Announce {
+                client: self.id,
+                ttl,
+                data_type,
+                data,
+            })
+            .await
+    }
+
+    /// GOSSIP VALIDATION: the verdict on a notification.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn validate(&self, message_id: u16, valid: bool) -> Result<(), Stopped> {
+        self.handle
+            .command(Command::Validation {
+                client: self.id,
+                message_id,
+                valid,
+            })
+            .await
+    }
+}
+
+impl Drop for GossipClient {
+    fn drop(&mut self) {
+        let id = self.id;
+        let commands = self.handle.commands.clone();
+        // Best effort: if the driver's queue is full, send from a task.
+        if let Err(mpsc::error::TrySendError::Full(cmd)) =
+            commands.try_send(Command::Disconnect { client: id })
+        {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = commands.send(cmd).await;
+                });
+            }
+        }
+    }
+}
+
+/// Unix time in seconds, for proofs of work.
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A running gossip node (overlay endpoint + driver task), without its API server.
+pub struct GossipNode {
+    handle: GossipHandle,
+    node_id: NodeId,
+    p2p_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl GossipNode {
+    /// Binds the overlay endpoint and starts the driver.
+    ///
+    /// # Errors
+    /// When the endpoint cannot be bound.
+    pub fn start(
+        identity: &Identity,
+        p2p_address: SocketAddr,
+        config: voidmesh_gossip::Config,
+    ) -> Result<GossipNode, NetError> {
+        let net_config = EndpointConfig {
+            alpn: GOSSIP_ALPN.to_vec(),
+            // Bounds a send (dial included); a neighbour slower than this counts as gone.
+            request_timeout: Duration::from_secs(2),
+            max_message_size: MAX_PEER_MESSAGE,
+            idle_timeout: Duration::from_secs(120),
+        };
+        let (endpoint, inbound) = Endpoint::bind(identity, p2p_address, net_config)?;
+        let p2p_addr = endpoint.local_addr();
+        let node_id = identity.node_id();
+        let local = Contact {
+            id: node_id,
+            addr: p2p_addr,
+        };
+        let state = Gossip::new(
+            local,
+            config,
+            tokio::time::Instant::now().into_std(),
+            unix_secs(),
+        );
+        let (commands_tx, commands_rx) = mpsc::channel(4096);
+        let shutdown = CancellationToken::new();
+        let driver = driver::Driver::new(state, endpoint);
+        let task = tokio::spawn(driver.run(commands_rx, inbound, shutdown.clone()));
+        Ok(GossipNode {
+            handle: GossipHandle {
+                commands: commands_tx,
+                next_client: Arc::new(AtomicU64::new(1)),
+            },
+            node_id,
+            p2p_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// A handle for clients.
+    pub fn handle(&self) -> GossipHandle {
+        self.handle.clone()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The bound overlay address.
+    pub fn p2p_addr(&self) -> SocketAddr {
+        self.p2p_addr
+    }
+
+    /// Stops the driver and closes the endpoint.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}

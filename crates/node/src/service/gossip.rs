@@ -1,0 +1,129 @@
+//! A gossip module as `voidmesh gossip` runs it: overlay node, API server, and the job
+//! that offers the bootstrappers and known peers as neighbours.
+
+use super::{bind_api, resolve_all};
+use crate::api;
+use crate::config::GossipConfig;
+use crate::gossip::{GossipHandle, GossipNode};
+use crate::NodeError;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use voidmesh_net::Identity;
+use voidmesh_proto::NodeId;
+
+/// A running gossip module: peers reach it on `p2p_addr`, clients on `api_addr`.
+pub struct GossipService {
+    node: GossipNode,
+    api_addr: SocketAddr,
+    shutdown: CancellationToken,
+    api_task: JoinHandle<()>,
+    join_task: JoinHandle<()>,
+}
+
+impl GossipService {
+    /// Binds both addresses and starts serving; joining goes on in the background.
+    ///
+    /// # Errors
+    /// [`NodeError::Bind`] when an address cannot be bound.
+    pub async fn start(
+        identity: &Identity,
+        config: &GossipConfig,
+    ) -> Result<GossipService, NodeError> {
+        let (listener, api_addr) = bind_api("gossip API", config.api_address).await?;
+        let node = GossipNode::start(identity, config.p2p_address, config.gossip.clone()).map_err(
+            |e| NodeError::Bind {
+                what: "gossip overlay",
+                addr: config.p2p_address,
+                reason: e.to_string(),
+            },
+        )?;
+        let shutdown = CancellationToken::new();
+        let handle = node.handle();
+        let api_task = tokio::spawn(api::server::serve(
+            listener,
+            config.max_api_connections,
+            shutdown.clone(),
+            move |stream, peer, stop| {
+                api::gossip::handle_connection(stream, peer, handle.clone(), stop)
+            },
+        ));
+        let mut peers = config.bootstrappers.clone();
+        peers.extend(config.known_peers.iter().cloned());
+        let join_task = tokio::spawn(offer_peers(
+            node.handle(),
+            peers,
+            config.gossip.search_cooldown,
+            shutdown.clone(),
+        ));
+        tracing::info!(
+            node_id = %node.node_id(),
+            p2p = %node.p2p_addr(),
+            api = %api_addr,
+            "gossip module running"
+        );
+        Ok(GossipService {
+            node,
+            api_addr,
+            shutdown,
+            api_task,
+            join_task,
+        })
+    }
+
+    /// A handle to the module.
+    pub fn handle(&self) -> GossipHandle {
+        self.node.handle()
+    }
+
+    /// Where API clients connect.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Where peers connect.
+    pub fn p2p_addr(&self) -> SocketAddr {
+        self.node.p2p_addr()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node.node_id()
+    }
+
+    /// Stops accepting clients, lets open connections end, stops the node.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.join_task.abort();
+        let _ = self.api_task.await;
+        self.node.shutdown().await;
+    }
+}
+
+/// Offers the configured peers until the view holds someone, then whenever it empties.
+/// The state machine itself refills from them and from its neighbours' offers.
+async fn offer_peers(
+    gossip: GossipHandle,
+    peers: Vec<String>,
+    cooldown: Duration,
+    shutdown: CancellationToken,
+) {
+    if peers.is_empty() {
+        tracing::info!("no gossip bootstrapper configured: waiting for peers to join us");
+        return;
+    }
+    loop {
+        let empty = gossip.view().await.map(|v| v.is_empty()).unwrap_or(false);
+        if empty {
+            let addrs = resolve_all(&peers).await;
+            if gossip.add_known_peers(addrs).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(cooldown) => {}
+        }
+    }
+}

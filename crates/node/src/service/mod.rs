@@ -1,0 +1,38 @@
+//! Whole modules as the binary runs them: overlay node + API server + joining.
+
+mod dht;
+mod gossip;
+
+pub use dht::DhtService;
+pub use gossip::GossipService;
+
+use crate::NodeError;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// Binds an API listener, naming `what` in the error.
+async fn bind_api(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), NodeError> {
+    let bind_error = |e: std::io::Error| NodeError::Bind {
+        what,
+        addr,
+        reason: e.to_string(),
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// Resolves `host:port` entries; names that do not resolve are logged and skipped.
+async fn resolve_all(entries: &[String]) -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    for entry in entries {
+        match tokio::net::lookup_host(entry.as_str()).await {
+            Ok(found) => addrs.extend(found),
+            Err(e) => tracing::warn!(peer = %entry, error = %e, "cannot resolve"),
+        }
+    }
+    addrs
+}
