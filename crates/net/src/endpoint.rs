@@ -329,10 +329,10 @@ fn transport_config(config: &EndpointConfig) -> Result<quinn::TransportConfig, N
         return Err(bad("idle_timeout must be positive"));
     }
     // One stream must be able to carry a whole message without waiting for window
-    // updates; the connection window allows a few of them at once. These are limits on
-    // buffered data, not allocations, so idle connections stay small.
+    // updates; the connection window allows two at once. These bound what a peer can make
+    // us buffer per connection; they are not allocated up front.
     let stream_window = (config.max_message_size as u64).max(64 * 1024);
-    let conn_window = (stream_window * 4).min(u32::MAX as u64);
+    let conn_window = (stream_window * 2).min(u32::MAX as u64);
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(MAX_REQUESTS_PER_CONNECTION.into())
         .max_concurrent_uni_streams(MAX_ONE_WAY_PER_CONNECTION.into())

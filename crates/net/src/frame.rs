@@ -1,13 +1,17 @@
 //! One peer frame per QUIC stream: `size u32 | type u16 | body`, then FIN.
 //!
 //! The reader trusts nothing: it reads the 6-byte header, refuses sizes below the header
-//! or above the limit before allocating, reads exactly the rest into one buffer of the
-//! declared size, and then requires the end of the stream.
+//! or above the limit before allocating, reads exactly the rest into a buffer that grows
+//! with the bytes received (never beyond the declared size), and then requires the end of
+//! the stream.
 
 use crate::NetError;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use voidmesh_proto::frame::check_peer_frame;
 use voidmesh_proto::{DecodeError, PEER_HEADER_LEN};
+
+/// Buffer reserved up front for a frame; larger frames grow as their bytes arrive.
+const INITIAL_CAPACITY: usize = 16 * 1024;
 
 /// Stream and connection error codes sent to peers.
 pub(crate) mod code {
@@ -79,13 +83,35 @@ pub(crate) async fn read_frame(
         Ok(None) => u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize,
         Err(e) => return Err(decode_error(e, max)),
     };
-    let mut frame = BytesMut::zeroed(size);
-    frame[..PEER_HEADER_LEN].copy_from_slice(&header);
-    recv.read_exact(&mut frame[PEER_HEADER_LEN..])
-        .await
-        .map_err(read_exact_error)?;
+    // Grow with the data that actually arrives: a peer declaring a large size and then
+    // stalling costs us no more than it sent (small frames get one exact allocation).
+    let mut frame = Vec::with_capacity(size.min(INITIAL_CAPACITY));
+    frame.extend_from_slice(&header);
+    while frame.len() < size {
+        match recv
+            .read_chunk(size - frame.len(), true)
+            .await
+            .map_err(read_error)?
+        {
+            Some(chunk) => {
+                let needed = frame.len() + chunk.bytes.len();
+                if needed > frame.capacity() {
+                    // Double, but never past the declared size.
+                    let target = (frame.capacity() * 2).clamp(needed, size);
+                    frame.reserve_exact(target - frame.len());
+                }
+                frame.extend_from_slice(&chunk.bytes);
+            }
+            None => {
+                return Err(NetError::Malformed(format!(
+                    "stream ended after {} bytes, inside a {size}-byte frame",
+                    frame.len()
+                )))
+            }
+        }
+    }
     match recv.read_chunk(1, true).await.map_err(read_error)? {
-        None => Ok(frame.freeze()),
+        None => Ok(Bytes::from(frame)),
         Some(_) => Err(NetError::Malformed(
             "bytes after the frame (one frame per stream)".to_owned(),
         )),

@@ -644,3 +644,29 @@ async fn a_dual_stack_endpoint_reuses_connections_from_ipv4_peers() {
     assert_eq!(v6.connection_count(), 1);
     assert_eq!(a.ep.connection_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_allowed_messages_round_trip_intact() {
+    let (a, _) = echo_node();
+    let (b, mut b_rx) = bind_with(config());
+    let max = config().max_message_size;
+    let body: Vec<u8> = (0..max - 6).map(|i| (i * 7 % 251) as u8).collect();
+    let big = frame(661, &body);
+    assert_eq!(big.len(), max);
+    tokio::spawn(async move {
+        while let Some(inbound) = b_rx.recv().await {
+            let reply = inbound.message.clone();
+            inbound.reply.unwrap().send(reply);
+        }
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (ep, big) = (a.ep.clone(), big.clone());
+        tasks.push(tokio::spawn(async move {
+            ep.request(b.addr, Some(b.id), big).await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().message, big);
+    }
+}
