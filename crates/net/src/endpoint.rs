@@ -724,15 +724,17 @@ async fn answer(
         return;
     }
     match rx.await {
-        Ok(reply) if reply.len() <= max => {
-            if send.write_chunk(reply).await.is_ok() {
-                let _ = send.finish();
+        Ok(reply) => match frame::check_outgoing(&reply, max) {
+            Ok(()) => {
+                if send.write_chunk(reply).await.is_ok() {
+                    let _ = send.finish();
+                }
             }
-        }
-        Ok(reply) => {
-            warn!(%addr, size = reply.len(), max, "reply exceeds max_message_size; not sent");
-            let _ = send.reset(code::NO_REPLY);
-        }
+            Err(error) => {
+                warn!(%addr, %error, "reply not sent");
+                let _ = send.reset(code::NO_REPLY);
+            }
+        },
         Err(_) => {
             let _ = send.reset(code::NO_REPLY);
         }

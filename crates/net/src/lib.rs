@@ -121,8 +121,9 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Sends `reply` on the request's stream and finishes it. A reply larger than
-    /// `max_message_size` is not sent (the stream is reset).
+    /// Sends `reply` on the request's stream and finishes it. A reply that is not one
+    /// whole frame of at most `max_message_size` bytes is not sent (the stream is reset,
+    /// and the requester gets [`NetError::NoReply`]).
     pub fn send(self, reply: Bytes) {
         let _ = self.tx.send(reply);
     }

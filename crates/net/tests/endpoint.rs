@@ -670,3 +670,22 @@ async fn the_largest_allowed_messages_round_trip_intact() {
         assert_eq!(t.await.unwrap().unwrap().message, big);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_reply_is_not_sent() {
+    let (a, _) = echo_node();
+    let (b, mut b_rx) = bind_with(config());
+    tokio::spawn(async move {
+        while let Some(inbound) = b_rx.recv().await {
+            inbound
+                .reply
+                .unwrap()
+                .send(Bytes::from_static(&[0, 0, 0, 99, 2, 158]));
+        }
+    });
+    let err =
+        a.ep.request(b.addr, None, frame(660, b""))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, NetError::NoReply), "{err:?}");
+}
