@@ -26,8 +26,11 @@ use tokio::time::timeout;
 use tracing::{debug, trace, warn};
 use voidmesh_proto::{NodeId, PEER_HEADER_LEN};
 
-/// Capacity of the inbound message channel. When it is full, peers' streams wait (QUIC
-/// flow control pushes back on them) rather than queueing without bound.
+/// Capacity of the inbound message channel. When it is full, peers' streams are left
+/// unread, so peers run out of stream credit and wait, rather than anything queueing
+/// without bound (at most [`MAX_REQUESTS_PER_CONNECTION`] +
+/// [`MAX_ONE_WAY_PER_CONNECTION`] streams wait per connection, each for at most the
+/// request timeout).
 pub const INBOUND_QUEUE: usize = 4096;
 /// Most concurrent requests (bidirectional streams) a peer may have open on one
 /// connection; more wait for a slot. quinn keeps per-connection state for every allowed
@@ -704,6 +707,12 @@ async fn answer(
     recv: &mut quinn::RecvStream,
 ) {
     let max = shared.config.max_message_size;
+    // Room in the inbound queue first: while the application is behind, the stream stays
+    // unread, so the peer runs out of stream credit and waits (backpressure).
+    let Ok(permit) = shared.inbound.reserve().await else {
+        let _ = send.reset(code::NO_REPLY);
+        return;
+    };
     let message = match read_frame(recv, max).await {
         Ok(message) => message,
         Err(error) => {
@@ -713,16 +722,12 @@ async fn answer(
         }
     };
     let (tx, rx) = oneshot::channel();
-    let inbound = Inbound {
+    permit.send(Inbound {
         from,
         addr,
         message,
         reply: Some(Responder { tx }),
-    };
-    if shared.inbound.send(inbound).await.is_err() {
-        let _ = send.reset(code::NO_REPLY);
-        return;
-    }
+    });
     match rx.await {
         Ok(reply) => match frame::check_outgoing(&reply, max) {
             Ok(()) => {
@@ -751,16 +756,17 @@ async fn handle_message(
     let limit: Duration = shared.config.request_timeout;
     let max = shared.config.max_message_size;
     let work = async {
+        // As for requests: room in the queue before reading (backpressure).
+        let Ok(permit) = shared.inbound.reserve().await else {
+            return;
+        };
         match read_frame(&mut recv, max).await {
-            Ok(message) => {
-                let inbound = Inbound {
-                    from,
-                    addr,
-                    message,
-                    reply: None,
-                };
-                let _ = shared.inbound.send(inbound).await;
-            }
+            Ok(message) => permit.send(Inbound {
+                from,
+                addr,
+                message,
+                reply: None,
+            }),
             Err(error) => {
                 debug!(%addr, %error, "refused a message");
                 refuse(None, &mut recv, &error);

@@ -689,3 +689,37 @@ async fn a_malformed_reply_is_not_sent() {
             .unwrap_err();
     assert!(matches!(err, NetError::NoReply), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_application_pushes_back_and_loses_nothing() {
+    let (a, _) = echo_node();
+    let (b, mut b_rx) = bind_with(config());
+    // b reads nothing for a while; a keeps sending one-way messages.
+    let total = voidmesh_net::INBOUND_QUEUE + 500;
+    let sender = tokio::spawn({
+        let ep = a.ep.clone();
+        async move {
+            for i in 0..total as u32 {
+                ep.send(b.addr, Some(b.id), frame(507, &i.to_be_bytes()))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !sender.is_finished(),
+        "the sender should be held back by a full queue"
+    );
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < total {
+        let inbound = tokio::time::timeout(SOON, b_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.insert(u32::from_be_bytes(
+            inbound.message[6..10].try_into().unwrap(),
+        ));
+    }
+    sender.await.unwrap();
+}
