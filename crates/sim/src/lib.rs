@@ -12,6 +12,7 @@
 //! - [`members`]: sets of nodes to pick from at random.
 //! - [`world`]: the nodes, the message passing and the drive loop.
 //! - [`tracking`]: which request belongs to which operation; hop counts.
+//! - [`wire_size`]: message sizes without encoding.
 //! - [`workload`]: the phases of a run (build, put, lookup, churn).
 //! - [`scenario`]: every knob, from defaults, an INI file and flags.
 //! - [`metrics`], [`report`], [`chart`]: figures, CSV files, SVG charts.
@@ -38,6 +39,7 @@ pub mod queue;
 pub mod report;
 pub mod scenario;
 pub mod tracking;
+pub mod wire_size;
 pub mod workload;
 pub mod world;
 

@@ -15,6 +15,7 @@
 //! 3. The reply travels back (it may be lost too, or arrive after the transport timeout,
 //!    which makes it a timeout) and A gets `handle_response`.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ use crate::network::{addr_of, index_of, mix64, Network};
 use crate::queue::EventQueue;
 use crate::scenario::{JoinMode, Scenario};
 use crate::tracking::{k_closest, QueryKind, QueryRecord, Tag};
+use crate::wire_size::wire_len;
 use crate::SimError;
 
 /// Something the workload asked to happen at a given virtual time.
@@ -201,6 +203,9 @@ pub struct World {
     same_instant_limit: u64,
     /// Totals.
     counters: Counters,
+    /// Timer events in the queue, by node and time: a node's deadline often returns to
+    /// the same instant (its next refresh) and needs only one entry there.
+    queued_timers: HashSet<(u32, Duration)>,
     /// Reused buffer for a node's transmits.
     scratch_tx: Vec<Transmit>,
     /// Reused buffer for a node's events.
@@ -245,6 +250,7 @@ impl World {
             joining: 0,
             same_instant: 0,
             counters: Counters::default(),
+            queued_timers: HashSet::new(),
             scratch_tx: Vec::new(),
             scratch_ev: Vec::new(),
         }
@@ -561,7 +567,7 @@ impl World {
     fn send(&mut self, from: u32, transmit: Transmit) {
         let now = self.now();
         let bytes = if self.scenario.measure_bytes {
-            transmit.message.encode().len()
+            wire_len(&transmit.message)
         } else {
             0
         };
@@ -733,7 +739,7 @@ impl World {
             Ok(reply) => {
                 self.counters.replies += 1;
                 let bytes = if self.scenario.measure_bytes {
-                    reply.encode().len()
+                    wire_len(reply)
                 } else {
                     0
                 };
@@ -755,6 +761,7 @@ impl World {
     }
 
     fn fire_timer(&mut self, node: u32, at: Duration) {
+        self.queued_timers.remove(&(node, at));
         let slot = &mut self.slots[node as usize];
         if slot.timer != Some(at) {
             return; // superseded by a later poll_timeout
@@ -796,7 +803,9 @@ impl World {
         match deadline.map(|d| self.clock.since_epoch(d).max(self.clock.elapsed())) {
             Some(at) if slot.timer != Some(at) => {
                 slot.timer = Some(at);
-                self.queue.push(at, Ev::Timer(node));
+                if self.queued_timers.insert((node, at)) {
+                    self.queue.push(at, Ev::Timer(node));
+                }
             }
             Some(_) => {}
             None => slot.timer = None,
