@@ -142,6 +142,7 @@ impl Endpoint {
         client_config.transport_config(transport);
 
         let socket = std::net::UdpSocket::bind(addr)?;
+        enlarge_receive_buffer(&socket);
         let quinn_runtime = quinn::default_runtime()
             .ok_or_else(|| NetError::Io(std::io::Error::other("no async runtime for quinn")))?;
         let mut endpoint = quinn::Endpoint::new(
@@ -336,17 +337,45 @@ fn transport_config(config: &EndpointConfig) -> Result<quinn::TransportConfig, N
     // us buffer per connection; they are not allocated up front.
     let stream_window = (config.max_message_size as u64).max(64 * 1024);
     let conn_window = (stream_window * 2).min(u32::MAX as u64);
+    // Before the first RTT sample, loss recovery waits about three initial RTTs. quinn's
+    // internet default (333 ms) would let one lost handshake packet eat a whole 1 s
+    // request timeout, so the guess scales with the timeout instead.
+    let initial_rtt =
+        (config.request_timeout / 10).clamp(Duration::from_millis(10), Duration::from_millis(333));
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(MAX_REQUESTS_PER_CONNECTION.into())
         .max_concurrent_uni_streams(MAX_ONE_WAY_PER_CONNECTION.into())
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(None)
+        .initial_rtt(initial_rtt)
         .stream_receive_window(varint(stream_window))
         .receive_window(varint(conn_window))
         .send_window(conn_window)
         .datagram_receive_buffer_size(None)
         .crypto_buffer_size(16 * 1024);
     Ok(t)
+}
+
+/// Bytes of socket receive buffer asked for: enough for bursts of handshakes when many
+/// endpoints share a few cores. The kernel may grant less (`net.core.rmem_max`).
+const SOCKET_RECEIVE_BUFFER: usize = 1024 * 1024;
+
+/// Asks for a larger UDP receive buffer than the OS default, so that bursts are not
+/// dropped while the endpoint's task waits for a core; best effort.
+fn enlarge_receive_buffer(socket: &std::net::UdpSocket) {
+    let state = match quinn::udp::UdpSocketState::new(socket.into()) {
+        Ok(state) => state,
+        Err(e) => {
+            debug!(error = %e, "cannot inspect the UDP socket");
+            return;
+        }
+    };
+    let current = state.recv_buffer_size(socket.into()).unwrap_or(0);
+    if current < SOCKET_RECEIVE_BUFFER {
+        if let Err(e) = state.set_recv_buffer_size(socket.into(), SOCKET_RECEIVE_BUFFER) {
+            debug!(error = %e, "cannot enlarge the UDP receive buffer");
+        }
+    }
 }
 
 /// A `VarInt` from a value known to be below 2^32.
