@@ -68,6 +68,14 @@ impl Cache {
         Some((peer.conn.clone(), id))
     }
 
+    /// The node proved at `to` by a live cached connection, if any.
+    pub(crate) fn proved_at(&self, to: SocketAddr) -> Option<NodeId> {
+        let to = canonical(to);
+        let id = self.addrs.get(&to)?;
+        let peer = self.peers.get(id)?;
+        (peer.conn.close_reason().is_none() && remote(&peer.conn) == to).then_some(*id)
+    }
+
     /// Marks `conn` used at `now` if it is the one cached for `peer` (the peer sent us a
     /// request on it).
     pub(crate) fn touch(&mut self, peer: NodeId, conn: &quinn::Connection, now: Instant) {

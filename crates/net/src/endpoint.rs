@@ -415,6 +415,17 @@ impl Shared {
             if let Some((conn, id)) = cache.live(to, expect, Instant::now()) {
                 return Ok((conn, id, true));
             }
+            // Another node holds a live connection from that address: no need to dial
+            // to find out that it is not the one expected.
+            if let (Some(expected), Some(actual)) = (expect, cache.proved_at(to)) {
+                if expected != actual {
+                    return Err(NetError::WrongPeer {
+                        addr: to,
+                        expected,
+                        actual,
+                    });
+                }
+            }
             match cache.dial_in_progress(to) {
                 Some(rx) => rx,
                 None => {

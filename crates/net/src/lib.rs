@@ -30,7 +30,8 @@
 //!   application dropped the request, or did not answer within the request timeout).
 //! - Connection close codes: 0 endpoint closed, 4 no usable certificate, 5 idle
 //!   connection evicted (the closing side discards anything that arrives after it, so a
-//!   request in flight may be retried on a new connection).
+//!   request in flight may be retried on a new connection), 6 disconnected by the
+//!   application (e.g. the peer misbehaved).
 //! - No keep-alives: a connection with no traffic for the idle timeout (60 s by default)
 //!   closes silently. Stateless-reset keys are derived from the hostkey, so a node that
 //!   restarts with the same key resets its peers' stale connections at once.

@@ -723,3 +723,43 @@ async fn a_slow_application_pushes_back_and_loses_nothing() {
     }
     sender.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_learns_the_id_without_sending_anything() {
+    let (a, _) = echo_node();
+    let (b, mut b_rx) = bind_with(config());
+    assert_eq!(a.ep.connect(b.addr, None).await.unwrap(), b.id);
+    assert_eq!(a.ep.connect(b.addr, Some(b.id)).await.unwrap(), b.id);
+    let wrong = Identity::generate().node_id();
+    assert!(matches!(
+        a.ep.connect(b.addr, Some(wrong)).await,
+        Err(NetError::WrongPeer { .. })
+    ));
+    assert_eq!(a.ep.connection_count(), 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), b_rx.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_closes_the_connection_and_a_later_request_dials_again() {
+    let (a, _) = echo_node();
+    let (b, _) = echo_node();
+    a.ep.request(b.addr, Some(b.id), frame(660, b""))
+        .await
+        .unwrap();
+    a.ep.disconnect(&b.id);
+    eventually("b sees the connection closed", || {
+        b.ep.connection_count() == 0
+    })
+    .await;
+    let r =
+        a.ep.request(b.addr, Some(b.id), frame(660, b"again"))
+            .await
+            .unwrap();
+    assert_echo(&r.message, b"again", b.id);
+    // Disconnecting an unknown peer is harmless.
+    a.ep.disconnect(&Identity::generate().node_id());
+}
