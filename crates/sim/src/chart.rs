@@ -44,6 +44,9 @@ pub fn all(dir: &Path, out: &RunOutput, stats: &[KindStats]) -> Result<()> {
     if !out.probes.is_empty() {
         retrievability(&dir.join("retrievability.svg"), out)?;
     }
+    if let Some(g) = &out.gossip {
+        spread(&dir.join("gossip.svg"), &crate::report::spread_points(g))?;
+    }
     Ok(())
 }
 
@@ -222,6 +225,37 @@ fn retrievability(path: &Path, out: &RunOutput) -> Result<()> {
                 .iter()
                 .map(|&p| Circle::new(p, 3, COLOURS[0].filled())),
         )
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Mean gossip coverage over time since announcement.
+fn spread(path: &Path, points: &[(f64, f64)]) -> Result<()> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let end = points.last().map_or(1.0, |p| p.0).max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Gossip: mean coverage after announcement",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..end, 0f64..1.05f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since announcement (ms)")
+        .y_desc("share of nodes reached")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            COLOURS[0].stroke_width(2),
+        ))
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())

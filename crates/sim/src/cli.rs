@@ -114,6 +114,27 @@ pub struct SimArgs {
     /// Fail after this many events (0 = no cap) [default: 0].
     #[arg(long)]
     pub max_events: Option<u64>,
+    /// Skip the Kademlia phases (e.g. for a gossip-only run).
+    #[arg(long)]
+    pub no_kad: bool,
+    /// Gossip items to spread in a gossip run over the same network model [default: 0].
+    #[arg(long)]
+    pub gossip_items: Option<usize>,
+    /// Gossip degree [default: 30].
+    #[arg(long)]
+    pub gossip_degree: Option<usize>,
+    /// Proof-of-work bits for gossip joins [default: 8].
+    #[arg(long)]
+    pub gossip_pow_bits: Option<u8>,
+    /// Virtual time for the gossip views to form after the last join, s [default: 60].
+    #[arg(long)]
+    pub gossip_warmup_s: Option<f64>,
+    /// Virtual time after the last item before coverage is measured, s [default: 30].
+    #[arg(long)]
+    pub gossip_settle_s: Option<f64>,
+    /// Bytes per gossip item [default: 64].
+    #[arg(long)]
+    pub gossip_item_size: Option<usize>,
     /// Skip drawing the SVG charts.
     #[arg(long)]
     pub no_charts: bool,
@@ -132,7 +153,7 @@ impl SimArgs {
         if let Some(path) = &self.scenario {
             s.apply_file(path)?;
         }
-        let flags: [(&str, Option<String>); 30] = [
+        let flags: [(&str, Option<String>); 37] = [
             ("seed", self.seed.map(|v| v.to_string())),
             ("nodes", self.nodes.map(|v| v.to_string())),
             ("lookups", self.lookups.map(|v| v.to_string())),
@@ -190,6 +211,25 @@ impl SimArgs {
             ("loss", self.loss.map(|v| v.to_string())),
             ("measure-bytes", self.no_bytes.then(|| "false".to_string())),
             ("max-events", self.max_events.map(|v| v.to_string())),
+            ("kad", self.no_kad.then(|| "false".to_string())),
+            ("gossip-items", self.gossip_items.map(|v| v.to_string())),
+            ("gossip-degree", self.gossip_degree.map(|v| v.to_string())),
+            (
+                "gossip-pow-bits",
+                self.gossip_pow_bits.map(|v| v.to_string()),
+            ),
+            (
+                "gossip-warmup-s",
+                self.gossip_warmup_s.map(|v| v.to_string()),
+            ),
+            (
+                "gossip-settle-s",
+                self.gossip_settle_s.map(|v| v.to_string()),
+            ),
+            (
+                "gossip-item-size",
+                self.gossip_item_size.map(|v| v.to_string()),
+            ),
         ];
         for (key, value) in flags {
             if let Some(value) = value {

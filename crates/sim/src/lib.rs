@@ -1,7 +1,7 @@
 //! A deterministic discrete-event simulator for voidmesh.
 //!
-//! It drives the real [`voidmesh_kad::Kademlia`] state machine — the same code the daemon
-//! runs under tokio — for thousands to hundreds of thousands of nodes in one thread, in
+//! It drives the real [`voidmesh_kad::Kademlia`] (and [`voidmesh_gossip::Gossip`]) state
+//! machines — the same code the daemon runs under tokio — for thousands to hundreds of thousands of nodes in one thread, in
 //! virtual time, over a virtual network with configurable latency, loss, churn and
 //! adversarial nodes. Same scenario and seed, same output, byte for byte.
 //!
@@ -14,6 +14,7 @@
 //! - [`tracking`]: which request belongs to which operation; hop counts.
 //! - [`wire_size`]: message sizes without encoding.
 //! - [`workload`]: the phases of a run (build, put, lookup, churn).
+//! - [`gossip`]: the gossip run (the real `voidmesh_gossip::Gossip` on every node).
 //! - [`scenario`]: every knob, from defaults, an INI file and flags.
 //! - [`metrics`], [`report`], [`chart`]: figures, CSV files, SVG charts.
 //! - [`cli`]: the `voidmesh sim` subcommand ([`SimArgs`], [`run_cli`]).
@@ -31,6 +32,7 @@ pub mod adversary;
 pub mod chart;
 pub mod cli;
 pub mod clock;
+pub mod gossip;
 pub mod members;
 pub mod metrics;
 pub mod network;
@@ -106,4 +108,6 @@ pub struct RunOutput {
     pub contacts: Vec<usize>,
     /// Records whose PUT stored them somewhere.
     pub records_stored: usize,
+    /// The gossip run, if the scenario has one.
+    pub gossip: Option<gossip::GossipOutput>,
 }

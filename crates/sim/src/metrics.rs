@@ -6,6 +6,7 @@
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::gossip::GossipOutput;
 use crate::tracking::{Outcome, QueryKind, QueryRecord};
 use crate::RunOutput;
 
@@ -156,6 +157,46 @@ fn mean(v: &[usize]) -> f64 {
     }
 }
 
+/// Summary fields of a gossip run.
+fn gossip_fields(g: &GossipOutput) -> Vec<(&'static str, Value)> {
+    let n = g.items.len().max(1) as f64;
+    let coverage: Vec<f64> = g.items.iter().map(|i| i.coverage()).collect();
+    let msgs: u64 = g.items.iter().map(|i| i.messages).sum();
+    let t95: Vec<f64> = g
+        .items
+        .iter()
+        .filter_map(|i| i.time_to(0.95))
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .collect();
+    let reached95 = t95.len();
+    let t95_mean = if t95.is_empty() {
+        0.0
+    } else {
+        t95.iter().sum::<f64>() / t95.len() as f64
+    };
+    vec![
+        ("gossip_items", json!(g.items.len())),
+        (
+            "gossip_coverage_mean",
+            json!(round4(coverage.iter().sum::<f64>() / n)),
+        ),
+        (
+            "gossip_coverage_min",
+            json!(round4(coverage.iter().copied().fold(1.0, f64::min))),
+        ),
+        ("gossip_msgs_per_item", json!(round4(msgs as f64 / n))),
+        ("gossip_items_reaching_95", json!(reached95)),
+        ("gossip_t95_ms_mean", json!(round4(t95_mean))),
+        ("gossip_view_mean", json!(round4(mean(&g.view_sizes)))),
+        (
+            "gossip_messages_total",
+            json!(g.messages_by_type.iter().sum::<u64>()),
+        ),
+        ("gossip_disconnects", json!(g.disconnects)),
+        ("gossip_events", json!(g.events)),
+    ]
+}
+
 /// The one-line summary of a run, as JSON. Deterministic: holds no wall time.
 pub fn summary(out: &RunOutput) -> Value {
     let s = &out.scenario;
@@ -175,7 +216,7 @@ pub fn summary(out: &RunOutput) -> Value {
         .map(|p| f64::from(p.retrieved) / f64::from(p.finished))
         .collect();
     let c = &out.counters;
-    let fields: Vec<(&str, Value)> = vec![
+    let fields: Vec<(&'static str, Value)> = vec![
         ("sim", json!("voidmesh-sim")),
         ("seed", json!(s.seed)),
         ("nodes", json!(s.nodes)),
@@ -234,6 +275,10 @@ pub fn summary(out: &RunOutput) -> Value {
         ("records_held_mean", json!(round4(mean(&out.records_held)))),
         ("records_stored", json!(out.records_stored)),
     ];
+    let mut fields = fields;
+    if let Some(g) = &out.gossip {
+        fields.extend(gossip_fields(g));
+    }
     Value::Object(
         fields
             .into_iter()

@@ -11,8 +11,11 @@
 //! | `latency.csv` | percentile of virtual latency, per kind |
 //! | `retrievability.csv` | probe round during churn |
 //! | `phases.csv` | phase, with its virtual start and end |
+//! | `gossip.csv` | gossip item: coverage, messages, time to 50/95/100 % |
+//! | `gossip_spread.csv` | instant after announcement, with the mean coverage then |
 //!
-//! Charts (SVG): `hops.svg`, `messages.svg`, `latency.svg`, `retrievability.svg`.
+//! Charts (SVG): `hops.svg`, `messages.svg`, `latency.svg`, `retrievability.svg`,
+//! `gossip.svg`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -22,6 +25,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::chart;
+use crate::gossip::GossipOutput;
 use crate::metrics::{kind_stats, summary, KindStats, PERCENTILES};
 use crate::tracking::{Outcome, QueryKind};
 use crate::RunOutput;
@@ -52,6 +56,10 @@ pub fn write(dir: &Path, out: &RunOutput, charts: bool) -> Result<Value> {
     save("latency.csv", latency_csv(&stats))?;
     save("retrievability.csv", retrievability_csv(out))?;
     save("phases.csv", phases_csv(out))?;
+    if let Some(g) = &out.gossip {
+        save("gossip.csv", gossip_csv(g))?;
+        save("gossip_spread.csv", spread_csv(g))?;
+    }
     if charts {
         chart::all(dir, out, &stats)?;
     }
@@ -170,6 +178,52 @@ fn phases_csv(out: &RunOutput) -> String {
             p.start.as_secs_f64(),
             p.end.as_secs_f64()
         );
+    }
+    s
+}
+
+fn gossip_csv(g: &GossipOutput) -> String {
+    let ms = |d: Option<std::time::Duration>| {
+        d.map_or(String::new(), |d| {
+            format!("{:.3}", d.as_secs_f64() * 1000.0)
+        })
+    };
+    let mut s = String::from(
+        "item,origin,announced_s,alive,reached,coverage,messages,t50_ms,t95_ms,t100_ms\n",
+    );
+    for (i, item) in g.items.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{i},{},{:.3},{},{},{:.4},{},{},{},{}",
+            item.origin,
+            item.announced.as_secs_f64(),
+            item.alive,
+            item.deliveries.len(),
+            item.coverage(),
+            item.messages,
+            ms(item.time_to(0.5)),
+            ms(item.time_to(0.95)),
+            ms(item.time_to(1.0)),
+        );
+    }
+    s
+}
+
+/// Points of the mean coverage curve: 100 steps up to the last delivery.
+pub fn spread_points(g: &GossipOutput) -> Vec<(f64, f64)> {
+    let end = g.last_delivery().max(std::time::Duration::from_millis(1));
+    (0..=100)
+        .map(|i| {
+            let t = end.mul_f64(f64::from(i) / 100.0);
+            (t.as_secs_f64() * 1000.0, g.coverage_at(t))
+        })
+        .collect()
+}
+
+fn spread_csv(g: &GossipOutput) -> String {
+    let mut s = String::from("t_ms,mean_coverage\n");
+    for (t, c) in spread_points(g) {
+        let _ = writeln!(s, "{t:.3},{c:.4}");
     }
     s
 }

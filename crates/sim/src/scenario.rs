@@ -134,6 +134,21 @@ pub struct Scenario {
     pub measure_bytes: bool,
     /// Most events the whole run may process before it is declared a livelock (0: no cap).
     pub max_events: u64,
+    /// Whether to run the Kademlia phases (build, put, lookup, churn).
+    pub kad: bool,
+    /// Gossip items to spread in a separate gossip run (0: no gossip run).
+    pub gossip_items: usize,
+    /// Gossip degree: neighbours each item is pushed to.
+    pub gossip_degree: usize,
+    /// Leading zero bits of the gossip proof of work (16 in the daemon; lower here to
+    /// save CPU, the rules are the same).
+    pub gossip_pow_bits: u8,
+    /// Virtual time after the last gossip join for the views to form.
+    pub gossip_warmup: Duration,
+    /// Virtual time after the last announcement before coverage is measured.
+    pub gossip_settle: Duration,
+    /// Bytes per gossip item.
+    pub gossip_item_size: usize,
 }
 
 impl Default for Scenario {
@@ -169,6 +184,13 @@ impl Default for Scenario {
             loss: 0.0,
             measure_bytes: true,
             max_events: 0,
+            kad: true,
+            gossip_items: 0,
+            gossip_degree: 30,
+            gossip_pow_bits: 8,
+            gossip_warmup: Duration::from_secs(60),
+            gossip_settle: Duration::from_secs(30),
+            gossip_item_size: 64,
         }
     }
 }
@@ -284,6 +306,13 @@ impl Scenario {
             "loss" => self.loss = parse_fraction(key, value)?,
             "measure-bytes" => self.measure_bytes = parse_bool(key, value)?,
             "max-events" => self.max_events = parse_num(key, value)?,
+            "kad" => self.kad = parse_bool(key, value)?,
+            "gossip-items" => self.gossip_items = parse_num(key, value)?,
+            "gossip-degree" => self.gossip_degree = parse_num(key, value)?,
+            "gossip-pow-bits" => self.gossip_pow_bits = parse_num(key, value)?,
+            "gossip-warmup-s" => self.gossip_warmup = parse_s(key, value)?,
+            "gossip-settle-s" => self.gossip_settle = parse_s(key, value)?,
+            "gossip-item-size" => self.gossip_item_size = parse_num(key, value)?,
             _ => return Err(ScenarioError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -372,6 +401,24 @@ impl Scenario {
             "positive when there is churn",
         )?;
         check(
+            self.gossip_pow_bits <= 24,
+            "gossip-pow-bits",
+            self.gossip_pow_bits.to_string(),
+            "at most 24 (every node solves one proof)",
+        )?;
+        check(
+            (8..=voidmesh_proto::gossip_api::MAX_DATA_LEN).contains(&self.gossip_item_size),
+            "gossip-item-size",
+            self.gossip_item_size.to_string(),
+            "between 8 and the protocol's item limit",
+        )?;
+        check(
+            self.gossip_degree >= 1,
+            "gossip-degree",
+            self.gossip_degree.to_string(),
+            "at least 1",
+        )?;
+        check(
             self.adversary_fraction < 1.0,
             "adversary-fraction",
             self.adversary_fraction.to_string(),
@@ -440,6 +487,13 @@ impl Scenario {
             ("loss", self.loss.to_string()),
             ("measure-bytes", self.measure_bytes.to_string()),
             ("max-events", self.max_events.to_string()),
+            ("kad", self.kad.to_string()),
+            ("gossip-items", self.gossip_items.to_string()),
+            ("gossip-degree", self.gossip_degree.to_string()),
+            ("gossip-pow-bits", self.gossip_pow_bits.to_string()),
+            ("gossip-warmup-s", s(self.gossip_warmup)),
+            ("gossip-settle-s", s(self.gossip_settle)),
+            ("gossip-item-size", self.gossip_item_size.to_string()),
         ]);
         let mut out = String::from("[scenario]\n");
         for (k, v) in lines {
@@ -463,6 +517,9 @@ mod tests {
         s.set("churn-duration-s", "90.5").unwrap();
         s.set("join", "fast").unwrap();
         s.set("transport-timeout-ms", "1500").unwrap();
+        s.set("kad", "false").unwrap();
+        s.set("gossip-items", "12").unwrap();
+        s.set("gossip-warmup-s", "15").unwrap();
         let dir = std::env::temp_dir().join(format!("voidmesh-sim-ini-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.ini");

@@ -9,6 +9,9 @@
 //! 4. **churn** (if `churn-duration-s` > 0): Poisson joins and departures; every
 //!    `probe-interval-s` a probe fetches a sample of the records that were stored.
 //!
+//! 5. **gossip** (if `gossip-items` > 0): a separate run of the gossip state machine, see
+//!    [`crate::gossip`].
+//!
 //! Each phase drives the world until its operations are over, bounded by a virtual
 //! deadline: a phase that does not end in time fails the run instead of spinning.
 
@@ -113,10 +116,17 @@ pub fn run(scenario: &Scenario, progress: &mut dyn Progress) -> Result<RunOutput
         phases: Vec::new(),
         progress,
     };
-    w.build()?;
-    w.put()?;
-    w.lookup()?;
-    w.churn()?;
+    if scenario.kad {
+        w.build()?;
+        w.put()?;
+        w.lookup()?;
+        w.churn()?;
+    }
+    let gossip = if scenario.gossip_items > 0 {
+        Some(crate::gossip::run(scenario, w.progress)?)
+    } else {
+        None
+    };
     Ok(RunOutput {
         scenario: w.scenario,
         queries: w.world.queries().to_vec(),
@@ -127,6 +137,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn Progress) -> Result<RunOutput
         records_held: w.world.record_counts(),
         contacts: w.world.contact_counts(),
         records_stored: w.records.iter().filter(|r| r.stored).count(),
+        gossip,
     })
 }
 

@@ -101,8 +101,8 @@ fn same_seed_gives_byte_identical_output() {
 
 #[test]
 fn honest_network_of_500_finds_the_true_closest() {
-    let (out, sum) = simulate(&scenario(500, 200, 20));
-    assert_eq!(sum["lookups"], 200);
+    let (out, sum) = simulate(&scenario(500, 100, 20));
+    assert_eq!(sum["lookups"], 100);
     assert!(f(&sum, "lookup_success") >= 0.99, "{sum}");
     assert!(f(&sum, "lookup_k_overlap") >= 0.95, "{sum}");
     assert_eq!(f(&sum, "get_ok"), 1.0, "{sum}");
@@ -117,7 +117,7 @@ fn thirty_percent_drop_all_adversaries_terminate_with_high_success() {
     let s = Scenario {
         adversary_fraction: 0.3,
         adversary: Behaviour::DropAll,
-        ..scenario(500, 100, 20)
+        ..scenario(300, 100, 20)
     };
     let (_, sum) = simulate(&s);
     assert_eq!(sum["lookups"], 100);
@@ -216,4 +216,20 @@ fn cli_writes_the_output_directory() {
         assert!(dir.join(name).exists(), "{name} missing");
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn gossip_items_reach_every_node() {
+    let s = Scenario {
+        kad: false,
+        gossip_items: 10,
+        ..scenario(200, 0, 0)
+    };
+    let (out, sum) = simulate(&s);
+    let g = out.gossip.as_ref().expect("a gossip run");
+    assert_eq!(g.items.len(), 10);
+    assert!(f(&sum, "gossip_coverage_mean") >= 0.99, "{sum}");
+    let per_item = f(&sum, "gossip_msgs_per_item");
+    assert!(per_item >= 199.0, "every node but the origin gets at least one copy: {sum}");
+    assert!(f(&sum, "gossip_view_mean") >= 8.0, "{sum}");
 }
