@@ -117,9 +117,10 @@ fn run_modules(path: &std::path::Path, dht: bool, gossip: bool) -> Result<()> {
         tracing::warn!("{warning}");
     }
     let identity = voidmesh_node::identity::load_or_create(&config)?;
+    let data_dir = config.data_dir.clone();
     runtime()?.block_on(async move {
         let dht = match &dht_config {
-            Some(c) => Some(DhtService::start(&identity, c).await?),
+            Some(c) => Some(DhtService::start(&identity, c, Some(&data_dir)).await?),
             None => None,
         };
         let gossip = match &gossip_config {

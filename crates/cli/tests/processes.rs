@@ -15,6 +15,33 @@ struct DhtProcess {
     child: Child,
     p2p: SocketAddr,
     api: SocketAddr,
+    /// Its log lines (stderr), collected by a thread.
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl DhtProcess {
+    /// Waits until a log line contains `needle`.
+    fn wait_for_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {within:?}; log:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for DhtProcess {
@@ -36,14 +63,29 @@ fn spawn_dht(dir: &Path, name: &str, bootstrapper: Option<SocketAddr>) -> DhtPro
         text.push_str(&format!("bootstrapper = {b}\n"));
     }
     std::fs::write(&config, text).unwrap();
+    start_dht(&config)
+}
+
+/// Starts `voidmesh dht -c config` and waits for its ready line.
+fn start_dht(config: &Path) -> DhtProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_voidmesh"))
         .args(["dht", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
+        .arg(config)
+        .env("RUST_LOG", "info,voidmesh_node::dht=debug")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("voidmesh starts");
+    let stderr = child.stderr.take().unwrap();
+    let (log_tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if log_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -58,6 +100,7 @@ fn spawn_dht(dir: &Path, name: &str, bootstrapper: Option<SocketAddr>) -> DhtPro
         p2p: field("p2p="),
         api: field("api="),
         child,
+        log,
     }
 }
 
@@ -161,4 +204,59 @@ fn keygen_prints_the_node_id_and_never_overwrites() {
         .unwrap();
     assert!(!again.status.success());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_hard_serves_its_records_and_rejoins_without_its_bootstrapper() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn_dht(dir.path(), "a", None);
+    let b = spawn_dht(dir.path(), "b", Some(a.p2p));
+    let c = spawn_dht(dir.path(), "c", Some(a.p2p));
+    b.wait_for_log("joined the network", Duration::from_secs(20));
+    c.wait_for_log("joined the network", Duration::from_secs(20));
+
+    let key = Key([0x42; 32]);
+    let value = Bytes::from_static(b"survives kill -9");
+    let mut client = DhtClient::connect(b.api).await.unwrap();
+    client.put(key, value.clone(), 600, 3).await.unwrap();
+    b.wait_for_log("PUT done", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut reader = DhtClient::connect(c.api).await.unwrap();
+        if reader.get(key).await.unwrap().as_ref() == Some(&value) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PUT never reached c");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // b remembers both peers (the routing table is written every 2 s when it changed).
+    b.wait_for_log("contacts saved count=2", Duration::from_secs(10));
+    // The bootstrapper dies for good; b is killed without any chance to flush.
+    a.kill_hard();
+    b.kill_hard();
+    let b = start_dht(&dir.path().join("b.ini"));
+
+    // b serves what it held straight from its data_dir...
+    let mut client = DhtClient::connect(b.api).await.unwrap();
+    assert_eq!(client.get(key).await.unwrap(), Some(value));
+
+    // ...and rejoins through the contact it remembered (c), though a is gone.
+    b.wait_for_log("joined the network", Duration::from_secs(20));
+    let fresh = Key([0x43; 32]);
+    let fresh_value = Bytes::from_static(b"put after the restart");
+    let mut at_c = DhtClient::connect(c.api).await.unwrap();
+    at_c.put(fresh, fresh_value.clone(), 600, 3).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut at_b = DhtClient::connect(b.api).await.unwrap();
+        if at_b.get(fresh).await.unwrap().as_ref() == Some(&fresh_value) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted node never saw the new value"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -396,6 +396,7 @@ impl Doc<'_> {
             )?,
             max_records: self.number(s, "max_records", defaults.max_records, 1..=100_000_000)?,
             rng_seed: rand::random(),
+            ..defaults
         };
         Ok(DhtConfig {
             p2p_address: self.required_addr(s, "p2p_address")?,

@@ -10,6 +10,7 @@
 //! - [`api`]: API framing, the shared TCP listener, the DHT and gossip connection handlers.
 //! - [`service`]: whole modules (node + API server + joining), as `voidmesh dht`,
 //!   `voidmesh gossip` and `voidmesh node` run them.
+//! - [`storage`]: records and contacts on disk (redb), group-committed.
 //! - [`testnet`]: many modules in one process.
 //! - [`client`]: a DHT API client (demo, benchmarks, tests).
 #![deny(missing_docs)]
@@ -22,6 +23,7 @@ pub mod dht;
 pub mod gossip;
 pub mod identity;
 pub mod service;
+pub mod storage;
 pub mod testnet;
 
 use std::net::SocketAddr;
@@ -43,6 +45,9 @@ pub enum NodeError {
     /// The hostkey could not be loaded or created.
     #[error("hostkey: {0}")]
     Identity(String),
+    /// The record store could not be opened.
+    #[error("{0}")]
+    Storage(String),
     /// Joining the network failed.
     #[error("joining the network failed: {0}")]
     Join(String),

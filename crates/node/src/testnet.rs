@@ -38,10 +38,10 @@ impl Testnet {
         if n == 0 {
             return Ok(Testnet { nodes });
         }
-        nodes.push(DhtService::start(&Identity::generate(), &settings(0)).await?);
+        nodes.push(DhtService::start(&Identity::generate(), &settings(0), None).await?);
         let seed = nodes[0].p2p_addr();
         for i in 1..n {
-            nodes.push(DhtService::start(&Identity::generate(), &settings(i as u64)).await?);
+            nodes.push(DhtService::start(&Identity::generate(), &settings(i as u64), None).await?);
         }
         let handles: Vec<_> = nodes[1..].iter().map(|s| s.handle()).collect();
         for chunk in handles.chunks(concurrency.max(1)) {

@@ -109,6 +109,17 @@ async fn three_peers_spread_validate_and_respect_registrations() {
         sub.validate(item.message_id, true).await.unwrap();
     }
 
+    // Let the first item's forwarding finish before counting messages.
+    eventually(Duration::from_secs(5), "first item validated", || async {
+        for p in &peers[1..] {
+            if p.handle().stats().await.unwrap().items_validated < 1 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+
     // (2) Every subscriber marks the next item invalid: each sees it exactly once, and
     // neither peer 1 nor peer 2 sends it on.
     let before: Vec<u64> = futures::future::join_all(
@@ -142,8 +153,12 @@ async fn three_peers_spread_validate_and_respect_registrations() {
         sub.validate(item.message_id, true).await.unwrap();
     }
     eventually(Duration::from_secs(5), "marker forwarded", || async {
-        let s = peers[1].handle().stats().await.unwrap();
-        (s.items_validated >= 2).then_some(())
+        for p in &peers[1..] {
+            if p.handle().stats().await.unwrap().items_validated < 2 {
+                return None;
+            }
+        }
+        Some(())
     })
     .await;
     let invalid_total: u64 = futures::future::join_all(

@@ -3,6 +3,7 @@
 //! its one timer; outputs to `net` (transmits) and to waiting callers (events).
 
 use super::Command;
+use crate::storage::{unix_ms, Completion, Storage, StoredRecord};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 use voidmesh_kad::{Event, Kademlia, QueryId, RequestFailure, RequestId, Transmit};
 use voidmesh_net::{Endpoint, Inbound, NetError};
 use voidmesh_proto::{Contact, KadMessage};
+
+/// How often the routing table's contacts are written to disk (when they changed).
+const CONTACT_SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What finished outside the driver and must be fed back into it.
 enum Feedback {
@@ -37,6 +41,12 @@ struct Waiting {
 pub(super) struct Driver {
     kad: Kademlia,
     endpoint: Endpoint,
+    /// Durable copies of records and contacts (absent for in-memory test networks).
+    storage: Option<Storage>,
+    /// Local PUTs whose record is written to disk if this node keeps a copy.
+    local_puts: HashMap<QueryId, StoredRecord>,
+    /// Contacts as last written to disk, to skip rewriting an unchanged table.
+    saved_contacts: Vec<Contact>,
     feedback_tx: mpsc::UnboundedSender<Feedback>,
     feedback_rx: mpsc::UnboundedReceiver<Feedback>,
     waiting: Waiting,
@@ -47,11 +57,14 @@ fn now() -> std::time::Instant {
 }
 
 impl Driver {
-    pub(super) fn new(kad: Kademlia, endpoint: Endpoint) -> Self {
+    pub(super) fn new(kad: Kademlia, endpoint: Endpoint, storage: Option<Storage>) -> Self {
         let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
         Driver {
             kad,
             endpoint,
+            storage,
+            local_puts: HashMap::new(),
+            saved_contacts: Vec::new(),
             feedback_tx,
             feedback_rx,
             waiting: Waiting::default(),
@@ -68,6 +81,8 @@ impl Driver {
         let far_future = || TokioInstant::now() + std::time::Duration::from_secs(3600);
         let timer = tokio::time::sleep_until(far_future());
         tokio::pin!(timer);
+        let mut snapshot = tokio::time::interval(CONTACT_SNAPSHOT_EVERY);
+        snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self
                 .kad
@@ -87,9 +102,11 @@ impl Driver {
                     None => break,
                 },
                 _ = &mut timer => self.kad.handle_timeout(now()),
+                _ = snapshot.tick(), if self.storage.is_some() => self.save_contacts(),
             }
             self.drain();
         }
+        self.save_contacts();
         self.endpoint.close();
     }
 
@@ -108,7 +125,20 @@ impl Driver {
                 version,
                 reply,
             } => {
+                let expires_unix_ms =
+                    unix_ms().saturating_add(ttl.min(self.kad.config().max_ttl).as_millis() as u64);
+                let record = StoredRecord {
+                    key,
+                    value: value.clone(),
+                    version,
+                    expires_unix_ms,
+                    replication,
+                    publisher: true,
+                };
                 let query = self.kad.put(now, key, value, ttl, replication, version);
+                if self.storage.is_some() {
+                    self.local_puts.insert(query, record);
+                }
                 if let Some(reply) = reply {
                     self.waiting.puts.insert(query, reply);
                 }
@@ -193,8 +223,39 @@ impl Driver {
             id: inbound.from,
             addr: inbound.addr,
         };
+        let stored = match &request {
+            KadMessage::Store {
+                key,
+                value,
+                ttl_secs,
+                replication,
+                version,
+            } => Some(StoredRecord {
+                key: *key,
+                value: value.clone(),
+                version: *version,
+                expires_unix_ms: unix_ms().saturating_add(
+                    (u64::from(*ttl_secs) * 1000).min(self.kad.config().max_ttl.as_millis() as u64),
+                ),
+                replication: *replication,
+                publisher: false,
+            }),
+            _ => None,
+        };
         let reply = self.kad.handle_request(now(), from, request);
-        responder.send(reply.encode());
+        match (&self.storage, stored, &reply) {
+            (Some(storage), Some(record), KadMessage::StoreReply { key, stored: true }) => {
+                // Answer "stored" only once the record is durable.
+                let key = *key;
+                storage.put_record(
+                    record,
+                    Some(Box::new(move |ok| {
+                        responder.send(KadMessage::StoreReply { key, stored: ok }.encode())
+                    })),
+                );
+            }
+            _ => responder.send(reply.encode()),
+        }
     }
 
     /// Hands every pending transmit to `net` and every finished operation to its caller.
@@ -222,11 +283,40 @@ impl Driver {
                 Ok(response) => {
                     KadMessage::decode(&response.message).map_err(|_| RequestFailure::Malformed)
                 }
-                Err(NetError::Timeout) => Err(RequestFailure::Timeout),
-                Err(_) => Err(RequestFailure::Unreachable),
+                Err(NetError::Timeout) => {
+                    tracing::debug!(peer = %transmit.to.id, "request timed out");
+                    Err(RequestFailure::Timeout)
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %transmit.to.id, error = %e, "request failed");
+                    Err(RequestFailure::Unreachable)
+                }
             };
             let _ = feedback.send(Feedback::Response(transmit.request, outcome));
         });
+    }
+
+    /// Writes the routing table's contacts to disk if they changed since last time.
+    fn save_contacts(&mut self) {
+        self.save_contacts_then(None);
+    }
+
+    /// Like [`Self::save_contacts`]; `done` runs once the contacts are durable (at once
+    /// if there is nothing to write).
+    fn save_contacts_then(&mut self, done: Option<Completion>) {
+        let Some(storage) = &self.storage else {
+            if let Some(done) = done {
+                done(true);
+            }
+            return;
+        };
+        let mut contacts = self.kad.contacts();
+        contacts.sort_by_key(|c| c.id);
+        if contacts != self.saved_contacts || done.is_some() {
+            tracing::debug!(count = contacts.len(), "contacts saved");
+            storage.save_contacts(contacts.clone(), done);
+            self.saved_contacts = contacts;
+        }
     }
 
     fn deliver(&mut self, event: Event) {
@@ -242,6 +332,21 @@ impl Driver {
                 stored_local,
                 ..
             } => {
+                match (self.local_puts.remove(&query), &self.storage, stored_local) {
+                    (Some(record), Some(storage), true) => {
+                        let key = record.key;
+                        storage.put_record(
+                            record,
+                            Some(Box::new(move |durable| {
+                                tracing::debug!(%key, stored_remote, durable, "PUT done");
+                            })),
+                        );
+                    }
+                    (record, ..) => {
+                        let key = record.map(|r| r.key);
+                        tracing::debug!(?key, stored_remote, stored_local, "PUT done");
+                    }
+                }
                 if let Some(reply) = self.waiting.puts.remove(&query) {
                     let _ = reply.send(super::PutReport {
                         stored_remote,
@@ -256,7 +361,11 @@ impl Driver {
             }
             Event::BootstrapFinished { query, contacts } => {
                 if let Some(reply) = self.waiting.bootstraps.remove(&query) {
-                    let _ = reply.send(Ok(contacts));
+                    // Report the join only once the contacts that allow rejoining without
+                    // the bootstrapper are on disk.
+                    self.save_contacts_then(Some(Box::new(move |_| {
+                        let _ = reply.send(Ok(contacts));
+                    })));
                 }
             }
         }

@@ -3,8 +3,11 @@
 
 mod driver;
 
+use crate::storage::{unix_ms, Loaded, Storage, StoredRecord};
+use crate::NodeError;
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -182,21 +185,54 @@ pub struct DhtNode {
     handle: DhtHandle,
     node_id: NodeId,
     p2p_addr: SocketAddr,
+    remembered: Vec<Contact>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+}
+
+/// File name of the record store inside `data_dir`.
+pub const RECORD_STORE: &str = "dht.redb";
+
+/// Puts records read from disk back into the state machine; returns how many it kept.
+fn restore_records(
+    kad: &mut Kademlia,
+    now: std::time::Instant,
+    records: Vec<StoredRecord>,
+) -> usize {
+    let now_ms = unix_ms();
+    let mut kept = 0;
+    for r in records {
+        let left = Duration::from_millis(r.expires_unix_ms.saturating_sub(now_ms));
+        let record = voidmesh_kad::Record {
+            value: r.value,
+            version: r.version,
+            expires: now + left,
+            replication: r.replication,
+            publisher: r.publisher,
+        };
+        if kad.restore_record(now, r.key, record).is_held() {
+            kept += 1;
+        }
+    }
+    kept
 }
 
 impl DhtNode {
     /// Binds the overlay endpoint at `p2p_address` and starts the driver. The node is
     /// alone until [`DhtHandle::bootstrap`] is called.
     ///
+    /// With `data_dir`, records and contacts are kept in `data_dir/dht.redb`: the records
+    /// found there are served again, and the remembered contacts are returned by
+    /// [`DhtNode::remembered_contacts`] so the caller can rejoin through them.
+    ///
     /// # Errors
-    /// When the endpoint cannot be bound.
+    /// When the endpoint cannot be bound or the record store cannot be opened.
     pub fn start(
         identity: &Identity,
         p2p_address: SocketAddr,
         kad: voidmesh_kad::Config,
-    ) -> Result<DhtNode, voidmesh_net::NetError> {
+        data_dir: Option<&Path>,
+    ) -> Result<DhtNode, NodeError> {
         let net_config = EndpointConfig {
             alpn: DHT_ALPN.to_vec(),
             // The lookup gives up on a peer after `request_timeout` but still uses a late
@@ -205,13 +241,34 @@ impl DhtNode {
             max_message_size: MAX_PEER_MESSAGE,
             idle_timeout: Duration::from_secs(120),
         };
-        let (endpoint, inbound) = Endpoint::bind(identity, p2p_address, net_config)?;
+        let (storage, loaded) = match data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    NodeError::Storage(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let (storage, loaded) = Storage::open(&dir.join(RECORD_STORE))
+                    .map_err(|e| NodeError::Storage(e.to_string()))?;
+                (Some(storage), loaded)
+            }
+            None => (None, Loaded::default()),
+        };
+        let (endpoint, inbound) =
+            Endpoint::bind(identity, p2p_address, net_config).map_err(|e| NodeError::Bind {
+                what: "DHT overlay",
+                addr: p2p_address,
+                reason: e.to_string(),
+            })?;
         let p2p_addr = endpoint.local_addr();
         let node_id = identity.node_id();
-        let state = Kademlia::new(node_id, kad, tokio::time::Instant::now().into_std());
+        let now = tokio::time::Instant::now().into_std();
+        let mut state = Kademlia::new(node_id, kad, now);
+        let restored = restore_records(&mut state, now, loaded.records);
+        if restored > 0 {
+            tracing::info!(records = restored, "records restored from disk");
+        }
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
-        let driver = driver::Driver::new(state, endpoint);
+        let driver = driver::Driver::new(state, endpoint, storage);
         let task = tokio::spawn(driver.run(commands_rx, inbound, shutdown.clone()));
         Ok(DhtNode {
             handle: DhtHandle {
@@ -219,9 +276,15 @@ impl DhtNode {
             },
             node_id,
             p2p_addr,
+            remembered: loaded.contacts,
             shutdown,
             task,
         })
+    }
+
+    /// Contacts remembered from the last run (empty without a data_dir).
+    pub fn remembered_contacts(&self) -> &[Contact] {
+        &self.remembered
     }
 
     /// A handle for issuing requests.

@@ -7,6 +7,7 @@ use crate::config::DhtConfig;
 use crate::dht::{DhtHandle, DhtNode};
 use crate::NodeError;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,16 +29,23 @@ impl DhtService {
     ///
     /// # Errors
     /// [`NodeError::Bind`] when an address cannot be bound.
-    pub async fn start(identity: &Identity, config: &DhtConfig) -> Result<DhtService, NodeError> {
+    ///
+    /// With `data_dir`, records and routing contacts persist there (see
+    /// [`DhtNode::start`]).
+    pub async fn start(
+        identity: &Identity,
+        config: &DhtConfig,
+        data_dir: Option<&Path>,
+    ) -> Result<DhtService, NodeError> {
         let (listener, api_addr) = bind_api("DHT API", config.api_address).await?;
-        let node =
-            DhtNode::start(identity, config.p2p_address, config.kad.clone()).map_err(|e| {
-                NodeError::Bind {
-                    what: "DHT overlay",
-                    addr: config.p2p_address,
-                    reason: e.to_string(),
-                }
-            })?;
+        let node = DhtNode::start(identity, config.p2p_address, config.kad.clone(), data_dir)?;
+        // Remembered contacts make the node independent of any one bootstrapper.
+        let mut peers = config.bootstrappers.clone();
+        peers.extend(
+            node.remembered_contacts()
+                .iter()
+                .map(|c| c.addr.to_string()),
+        );
         let shutdown = CancellationToken::new();
         let handle = node.handle();
         let api_task = tokio::spawn(api::server::serve(
@@ -48,11 +56,7 @@ impl DhtService {
                 api::dht::handle_connection(stream, peer, handle.clone(), stop)
             },
         ));
-        let join_task = tokio::spawn(join_network(
-            node.handle(),
-            config.bootstrappers.clone(),
-            shutdown.clone(),
-        ));
+        let join_task = tokio::spawn(join_network(node.handle(), peers, shutdown.clone()));
         tracing::info!(
             node_id = %node.node_id(),
             p2p = %node.p2p_addr(),

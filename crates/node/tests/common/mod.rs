@@ -27,7 +27,7 @@ pub async fn single_node() -> DhtService {
         kad: fast_kad(),
         max_api_connections: 1024,
     };
-    DhtService::start(&Identity::generate(), &config)
+    DhtService::start(&Identity::generate(), &config, None)
         .await
         .expect("node starts")
 }

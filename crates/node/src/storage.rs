@@ -1,0 +1,329 @@
+//! Durable DHT state in redb under `data_dir`: held records (with version and expiry) and
+//! the routing table's contacts, so a node restarted after a crash serves what it held
+//! and rejoins through peers it remembers.
+//!
+//! redb is synchronous, so all writes happen on one dedicated thread. Writes queued
+//! while a commit is running are committed together (group commit); each write may carry
+//! a completion that runs only after its commit is durable — that is how a STORE is
+//! answered "stored" only once it is on disk.
+
+use bytes::Bytes;
+use redb::{Database, ReadableTable, TableDefinition};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use voidmesh_proto::{Contact, Key, Version};
+
+/// key (32 bytes) → `version u64 | expires unix ms u64 | replication u8 | publisher u8 | value`.
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// node id (32 bytes) → socket address as text.
+const CONTACTS: TableDefinition<&[u8], &str> = TableDefinition::new("contacts");
+
+/// How often expired records are deleted from disk.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Why the store could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+#[error("record store {path}: {source}")]
+pub struct StorageError {
+    /// The database file.
+    pub path: String,
+    /// What redb reported.
+    #[source]
+    pub source: redb::Error,
+}
+
+/// A record as kept on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The key.
+    pub key: Key,
+    /// The value.
+    pub value: Bytes,
+    /// Its version.
+    pub version: Version,
+    /// Wall-clock expiry, Unix milliseconds (a relative TTL would be wrong after a restart).
+    pub expires_unix_ms: u64,
+    /// Replication it should be republished with.
+    pub replication: u8,
+    /// Whether this node's own PUT created it.
+    pub publisher: bool,
+}
+
+impl StoredRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(18 + self.value.len());
+        out.extend_from_slice(&self.version.0.to_be_bytes());
+        out.extend_from_slice(&self.expires_unix_ms.to_be_bytes());
+        out.push(self.replication);
+        out.push(u8::from(self.publisher));
+        out.extend_from_slice(&self.value);
+        out
+    }
+
+    fn decode(key: &[u8], bytes: &[u8]) -> Option<StoredRecord> {
+        let key = Key::from_slice(key)?;
+        let version = u64::from_be_bytes(bytes.get(0..8)?.try_into().ok()?);
+        let expires_unix_ms = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+        Some(StoredRecord {
+            key,
+            version: Version(version),
+            expires_unix_ms,
+            replication: *bytes.get(16)?,
+            publisher: *bytes.get(17)? != 0,
+            value: Bytes::copy_from_slice(bytes.get(18..)?),
+        })
+    }
+}
+
+/// What a node finds on disk when it starts.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Unexpired records.
+    pub records: Vec<StoredRecord>,
+    /// Contacts remembered from the last run.
+    pub contacts: Vec<Contact>,
+}
+
+/// Runs after a write's commit, with `true` if it is durable.
+pub type Completion = Box<dyn FnOnce(bool) + Send>;
+
+enum Op {
+    Record(StoredRecord, Option<Completion>),
+    Contacts(Vec<Contact>, Option<Completion>),
+}
+
+/// Handle to the storage thread. Dropping it commits what is queued and stops the thread.
+pub struct Storage {
+    ops: Option<mpsc::Sender<Op>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Current Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Storage {
+    /// Opens (or creates) the database at `path`, reads what it holds, and starts the
+    /// writer thread.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or read (e.g. it is not a redb database).
+    pub fn open(path: &Path) -> Result<(Storage, Loaded), StorageError> {
+        let fail = |e: redb::Error| StorageError {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let db = Database::create(path).map_err(|e| fail(e.into()))?;
+        let loaded = load(&db).map_err(fail)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("voidmesh-storage".into())
+            .spawn(move || writer(db, rx))
+            .map_err(|e| fail(redb::Error::Io(e)))?;
+        Ok((
+            Storage {
+                ops: Some(tx),
+                thread: Some(thread),
+            },
+            loaded,
+        ))
+    }
+
+    /// Writes `record`; `done` runs once it is durable (or failed).
+    pub fn put_record(&self, record: StoredRecord, done: Option<Completion>) {
+        if let Some(ops) = &self.ops {
+            if let Err(mpsc::SendError(Op::Record(_, Some(done)))) =
+                ops.send(Op::Record(record, done))
+            {
+                done(false);
+            }
+        }
+    }
+
+    /// Replaces the remembered contacts; `done` runs once that is durable (or failed).
+    pub fn save_contacts(&self, contacts: Vec<Contact>, done: Option<Completion>) {
+        if let Some(ops) = &self.ops {
+            if let Err(mpsc::SendError(Op::Contacts(_, Some(done)))) =
+                ops.send(Op::Contacts(contacts, done))
+            {
+                done(false);
+            }
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.ops.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn load(db: &Database) -> Result<Loaded, redb::Error> {
+    // Make sure both tables exist, so a fresh database reads as empty.
+    let txn = db.begin_write()?;
+    txn.open_table(RECORDS)?;
+    txn.open_table(CONTACTS)?;
+    txn.commit()?;
+
+    let now = unix_ms();
+    let txn = db.begin_read()?;
+    let mut loaded = Loaded::default();
+    for entry in txn.open_table(RECORDS)?.iter()? {
+        let (k, v) = entry?;
+        match StoredRecord::decode(k.value(), v.value()) {
+            Some(r) if r.expires_unix_ms > now => loaded.records.push(r),
+            Some(_) => {}
+            None => tracing::warn!("unreadable record on disk skipped"),
+        }
+    }
+    for entry in txn.open_table(CONTACTS)?.iter()? {
+        let (k, v) = entry?;
+        let id = Key::from_slice(k.value());
+        let addr = v.value().parse::<SocketAddr>().ok();
+        if let (Some(id), Some(addr)) = (id, addr) {
+            loaded.contacts.push(Contact { id, addr });
+        }
+    }
+    Ok(loaded)
+}
+
+/// The writer thread: group-commits queued operations, runs completions, purges expired
+/// records now and then. Ends when the handle is dropped.
+fn writer(db: Database, ops: mpsc::Receiver<Op>) {
+    let mut last_purge = std::time::Instant::now();
+    loop {
+        let first = match ops.recv_timeout(PURGE_EVERY) {
+            Ok(op) => Some(op),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch: Vec<Op> = first.into_iter().collect();
+        batch.extend(ops.try_iter());
+        let purge = last_purge.elapsed() >= PURGE_EVERY;
+        if purge {
+            last_purge = std::time::Instant::now();
+        }
+        let mut completions = Vec::new();
+        let result = commit(&db, batch, purge, &mut completions);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "writing the record store failed");
+        }
+        let ok = result.is_ok();
+        for done in completions {
+            done(ok);
+        }
+    }
+}
+
+fn commit(
+    db: &Database,
+    batch: Vec<Op>,
+    purge: bool,
+    completions: &mut Vec<Completion>,
+) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut records = txn.open_table(RECORDS)?;
+        let mut contacts = txn.open_table(CONTACTS)?;
+        for op in batch {
+            match op {
+                Op::Record(record, done) => {
+                    records.insert(record.key.0.as_slice(), record.encode().as_slice())?;
+                    completions.extend(done);
+                }
+                Op::Contacts(list, done) => {
+                    contacts.retain(|_, _| false)?;
+                    for c in list {
+                        contacts.insert(c.id.0.as_slice(), c.addr.to_string().as_str())?;
+                    }
+                    completions.extend(done);
+                }
+            }
+        }
+        if purge {
+            let now = unix_ms();
+            records.retain(|_, v| {
+                v.get(8..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .is_some_and(|expires| expires > now)
+            })?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn record(n: u8, expires_unix_ms: u64) -> StoredRecord {
+        StoredRecord {
+            key: Key([n; 32]),
+            value: Bytes::from(vec![n; 5]),
+            version: Version(7),
+            expires_unix_ms,
+            replication: 3,
+            publisher: n % 2 == 0,
+        }
+    }
+
+    #[test]
+    fn records_and_contacts_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dht.redb");
+        let later = unix_ms() + 60_000;
+        let done = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (storage, loaded) = Storage::open(&path).unwrap();
+            assert!(loaded.records.is_empty());
+            let d = done.clone();
+            storage.put_record(
+                record(1, later),
+                Some(Box::new(move |ok| d.lock().unwrap().push(ok))),
+            );
+            storage.put_record(record(2, 1), None);
+            storage.save_contacts(
+                vec![Contact {
+                    id: Key([9; 32]),
+                    addr: "127.0.0.1:4000".parse().unwrap(),
+                }],
+                None,
+            );
+        }
+        assert_eq!(
+            *done.lock().unwrap(),
+            vec![true],
+            "completion ran after the commit"
+        );
+        let (_storage, loaded) = Storage::open(&path).unwrap();
+        assert_eq!(
+            loaded.records,
+            vec![record(1, later)],
+            "expired record not loaded"
+        );
+        assert_eq!(loaded.contacts.len(), 1);
+        assert_eq!(loaded.contacts[0].id, Key([9; 32]));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dht.redb");
+        std::fs::write(&path, b"not a database at all, just text").unwrap();
+        let err = Storage::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("dht.redb"), "{err}");
+    }
+}
