@@ -19,6 +19,19 @@
 //! - [`metrics`], [`report`], [`chart`]: figures, CSV files, SVG charts.
 //! - [`cli`]: the `voidmesh sim` subcommand ([`SimArgs`], [`run_cli`]).
 //!
+//! # Running
+//! ```text
+//! voidmesh sim --nodes 10000 --out sim-10k                 # build, PUT, GET, lookups
+//! voidmesh sim --nodes 100000 --join fast --out sim-100k   # the fast way to build 100k
+//! voidmesh sim --nodes 10000 --join fast --adversary drop-all --adversary-fraction 0.3
+//! voidmesh sim --nodes 10000 --churn-duration-s 1800 --join-rate 2 --leave-rate 2
+//! voidmesh sim --nodes 10000 --no-kad --gossip-items 20     # gossip coverage
+//! voidmesh sim --scenario my.ini --seed 7                   # flags override the file
+//! ```
+//! Without the binary: `cargo run --release -p voidmesh-sim --example sim -- <flags>`.
+//! Each run writes `summary.json`, CSV files and SVG charts into `--out` (see
+//! [`report`]) and prints the summary, plus wall time and peak RSS, as one JSON line.
+//!
 //! # Determinism
 //! The only source of randomness is the scenario's seed: node ids, latencies, losses,
 //! workload choices and adversaries each draw from their own seeded `StdRng`; each

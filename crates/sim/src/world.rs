@@ -856,7 +856,8 @@ impl World {
             } => {
                 self.queries[record as usize].finish_put(now, stored_remote, stored_local);
             }
-            Event::BootstrapFinished { .. } => return,
+            // Tracked queries are never bootstraps; should one end so, count it as aborted.
+            Event::BootstrapFinished { .. } => self.queries[record as usize].abort(now),
         }
         self.running -= 1;
         self.finished.push(record);

@@ -66,6 +66,8 @@ fn same_seed_gives_byte_identical_output() {
         loss: 0.02,
         adversary_fraction: 0.1,
         measure_bytes: true,
+        gossip_items: 3,
+        gossip_warmup: Duration::from_secs(20),
         ..scenario(120, 40, 10)
     };
     let (a, b) = (temp_dir("det-a"), temp_dir("det-b"));
@@ -230,6 +232,36 @@ fn gossip_items_reach_every_node() {
     assert_eq!(g.items.len(), 10);
     assert!(f(&sum, "gossip_coverage_mean") >= 0.99, "{sum}");
     let per_item = f(&sum, "gossip_msgs_per_item");
-    assert!(per_item >= 199.0, "every node but the origin gets at least one copy: {sum}");
+    assert!(
+        per_item >= 199.0,
+        "every node but the origin gets at least one copy: {sum}"
+    );
     assert!(f(&sum, "gossip_view_mean") >= 8.0, "{sum}");
+}
+
+#[test]
+fn event_budget_stops_a_run_instead_of_spinning() {
+    let s = Scenario {
+        max_events: 2_000,
+        ..scenario(100, 10, 2)
+    };
+    match run(&s, &mut NoProgress) {
+        Err(voidmesh_sim::SimError::EventBudget(2_000)) => {}
+        other => panic!(
+            "expected the event budget to stop the run, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+#[test]
+fn invalid_scenario_is_refused_before_running() {
+    let s = Scenario {
+        nodes: 0,
+        ..Scenario::default()
+    };
+    assert!(matches!(
+        run(&s, &mut NoProgress),
+        Err(voidmesh_sim::SimError::Scenario(_))
+    ));
 }
