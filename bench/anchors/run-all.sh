@@ -1,0 +1,32 @@
+#!/bin/sh
+# Runs W1 for voidmesh and the three anchors, one after the other, at the sizes given
+# (default 100) and appends each JSON line, tagged with the load average before the run,
+# to bench/anchors/results/<date>.jsonl. Run from anywhere; builds what is missing.
+#   bench/anchors/run-all.sh 100 300
+# LIBP2P_TIMEOUT (seconds, default 900) bounds each libp2p run.
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out="$root/bench/anchors/results/$(date +%F).jsonl"
+mkdir -p "$(dirname "$out")"
+cd "$root"
+cargo build --release -q -p voidmesh || [ -x target/release/voidmesh ] || exit 1
+cargo build --release -q --manifest-path bench/anchors/mainline/Cargo.toml || exit 1
+cargo build --release -q --manifest-path bench/anchors/libp2p-kad/Cargo.toml || exit 1
+
+run() { # name, command...
+    name=$1; shift
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    echo "== $name (load $load): $*" >&2
+    line=$("$@" | tail -n 1)
+    case "$line" in
+        "{"*) printf '{"load1":%s,"run":%s}\n' "$load" "$line" | tee -a "$out" ;;
+        *) printf '{"load1":%s,"failed":"%s %s"}\n' "$load" "$name" "$*" | tee -a "$out" ;;
+    esac
+}
+
+for n in ${@:-100}; do
+    run voidmesh ./target/release/voidmesh bench w1 --nodes "$n"
+    run mainline bench/anchors/mainline/target/release/anchor-mainline --nodes "$n"
+    run python-kademlia bench/anchors/python-kademlia/run.sh --nodes "$n"
+    run libp2p-kad timeout "${LIBP2P_TIMEOUT:-900}" bench/anchors/libp2p-kad/target/release/anchor-libp2p-kad --nodes "$n"
+done
