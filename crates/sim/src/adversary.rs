@@ -21,10 +21,12 @@ pub enum Behaviour {
     /// target (the opposite half of the id space), and never admits to holding a value;
     /// claims to store every STORE without keeping it.
     FarContacts,
-    /// Answers FIND_NODE / FIND_VALUE with made-up contacts: random ids sharing a 64-bit
-    /// prefix with the target (so they look closer than any real node) at addresses where
-    /// nobody listens; claims to store every STORE without keeping it.
+    /// Answers FIND_NODE / FIND_VALUE with made-up contacts: uniformly random ids at
+    /// addresses where nobody listens; claims to store every STORE without keeping it.
     FakeContacts,
+    /// Like `fake-contacts`, but the made-up ids share a 64-bit prefix with the target, so
+    /// they look closer than any real node (an eclipse attempt).
+    FakeNearContacts,
     /// Answers FIND_VALUE with a random value under the highest version; everything else
     /// honestly.
     WrongValues,
@@ -37,6 +39,7 @@ impl Behaviour {
             Behaviour::DropAll => "drop-all",
             Behaviour::FarContacts => "far-contacts",
             Behaviour::FakeContacts => "fake-contacts",
+            Behaviour::FakeNearContacts => "fake-near-contacts",
             Behaviour::WrongValues => "wrong-values",
         }
     }
@@ -47,6 +50,7 @@ impl Behaviour {
             Behaviour::DropAll,
             Behaviour::FarContacts,
             Behaviour::FakeContacts,
+            Behaviour::FakeNearContacts,
             Behaviour::WrongValues,
         ]
         .into_iter()
@@ -97,25 +101,27 @@ pub fn answer(
                 Answer::Honest
             }
         }
-        Behaviour::FarContacts | Behaviour::FakeContacts => match (request, target) {
-            (_, Some(target)) => {
-                let contacts = if behaviour == Behaviour::FarContacts {
-                    far_contacts(&target, k, rng, live_contact)
-                } else {
-                    fake_contacts(&target, k, rng)
-                };
-                Answer::Reply(if value_lookup {
-                    KadMessage::ValueNotFound { contacts }
-                } else {
-                    KadMessage::FindNodeReply { contacts }
-                })
+        Behaviour::FarContacts | Behaviour::FakeContacts | Behaviour::FakeNearContacts => {
+            match (request, target) {
+                (_, Some(target)) => {
+                    let contacts = match behaviour {
+                        Behaviour::FarContacts => far_contacts(&target, k, rng, live_contact),
+                        Behaviour::FakeNearContacts => fake_contacts(Some(&target), k, rng),
+                        _ => fake_contacts(None, k, rng),
+                    };
+                    Answer::Reply(if value_lookup {
+                        KadMessage::ValueNotFound { contacts }
+                    } else {
+                        KadMessage::FindNodeReply { contacts }
+                    })
+                }
+                (KadMessage::Store { key, .. }, None) => Answer::Reply(KadMessage::StoreReply {
+                    key: *key,
+                    stored: true,
+                }),
+                _ => Answer::Honest,
             }
-            (KadMessage::Store { key, .. }, None) => Answer::Reply(KadMessage::StoreReply {
-                key: *key,
-                stored: true,
-            }),
-            _ => Answer::Honest,
-        },
+        }
     }
 }
 
@@ -140,12 +146,15 @@ fn far_contacts(
     out
 }
 
-/// `k` made-up contacts near `target` at unreachable addresses.
-fn fake_contacts(target: &Key, k: usize, rng: &mut StdRng) -> Vec<Contact> {
+/// `k` made-up contacts at unreachable addresses: random ids, or ids sharing a 64-bit
+/// prefix with `near`.
+fn fake_contacts(near: Option<&Key>, k: usize, rng: &mut StdRng) -> Vec<Contact> {
     (0..k)
         .map(|_| {
-            let mut id = target.0;
-            rng.fill(&mut id[8..]);
+            let mut id: [u8; 32] = rng.gen();
+            if let Some(target) = near {
+                id[..8].copy_from_slice(&target.0[..8]);
+            }
             Contact {
                 id: Key(id),
                 addr: unreachable_addr(rng),
@@ -174,6 +183,7 @@ mod tests {
             Behaviour::DropAll,
             Behaviour::FarContacts,
             Behaviour::FakeContacts,
+            Behaviour::FakeNearContacts,
             Behaviour::WrongValues,
         ] {
             assert_eq!(Behaviour::from_name(b.name()), Some(b));
@@ -211,7 +221,7 @@ mod tests {
         let key = Key([0x34; 32]);
         let req = KadMessage::FindValue { key };
         let Answer::Reply(KadMessage::ValueNotFound { contacts }) =
-            answer(Behaviour::FakeContacts, &req, 20, &mut rng, &mut live)
+            answer(Behaviour::FakeNearContacts, &req, 20, &mut rng, &mut live)
         else {
             panic!("expected a FIND_VALUE reply");
         };
@@ -220,6 +230,21 @@ mod tests {
             assert_eq!(c.id.0[..8], key.0[..8]);
             assert_eq!(index_of(&c.addr), None);
         }
+    }
+
+    #[test]
+    fn fake_contacts_are_random_and_unreachable() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let target = Key([0x34; 32]);
+        let req = KadMessage::FindNode { target };
+        let Answer::Reply(KadMessage::FindNodeReply { contacts }) =
+            answer(Behaviour::FakeContacts, &req, 20, &mut rng, &mut live)
+        else {
+            panic!("expected a FIND_NODE reply");
+        };
+        assert_eq!(contacts.len(), 20);
+        assert!(contacts.iter().all(|c| index_of(&c.addr).is_none()));
+        assert!(contacts.iter().filter(|c| c.id.0[0] == 0x34).count() < 5);
     }
 
     #[test]

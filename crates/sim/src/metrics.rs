@@ -312,6 +312,7 @@ mod tests {
                     Duration::from_millis(10 * u64::from(i + 1)),
                     &[],
                     &[Key([1; 32])],
+                    Some(Key([1; 32])),
                 );
             }
             qs.push(q);

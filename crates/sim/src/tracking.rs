@@ -55,7 +55,8 @@ pub enum Outcome {
     Lookup {
         /// The true closest honest live node is among the results.
         found_closest: bool,
-        /// How many of the true k closest honest live nodes are among the results.
+        /// How many of the true k closest responsive live nodes (honest, or adversaries
+        /// that do reply) are among the results.
         overlap: u16,
         /// How many the truth had (k, or fewer in a tiny network).
         truth: u16,
@@ -225,12 +226,19 @@ impl QueryRecord {
         self.expected = None;
     }
 
-    /// A lookup ended with `closest` (nearest first); `truth` is the true k closest
-    /// honest live nodes, nearest first.
-    pub fn finish_lookup(&mut self, now: Duration, closest: &[Contact], truth: &[NodeId]) {
+    /// A lookup ended with `closest` (nearest first). `truth` is the true k closest live
+    /// nodes that answer requests (honest ones and adversaries that reply), nearest first;
+    /// `nearest_honest` is the closest honest live node.
+    pub fn finish_lookup(
+        &mut self,
+        now: Duration,
+        closest: &[Contact],
+        truth: &[NodeId],
+        nearest_honest: Option<NodeId>,
+    ) {
         self.hops = closest.first().and_then(|c| self.asked_depth(&c.id));
-        let found_closest = match truth.first() {
-            Some(t) => closest.iter().any(|c| c.id == *t),
+        let found_closest = match nearest_honest {
+            Some(t) => closest.iter().any(|c| c.id == t),
             None => true,
         };
         let overlap = truth
@@ -384,7 +392,12 @@ mod tests {
         );
         let dc = q.on_request(&c, &find, 0);
         assert_eq!(dc, 3);
-        q.finish_lookup(Duration::from_millis(5), &[contact(c), contact(b)], &[c, b]);
+        q.finish_lookup(
+            Duration::from_millis(5),
+            &[contact(c), contact(b)],
+            &[c, b],
+            Some(c),
+        );
         assert_eq!(q.hops, Some(3));
         assert_eq!(q.rounds, 3);
         assert_eq!(q.requests, 3);

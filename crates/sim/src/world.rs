@@ -173,8 +173,11 @@ pub struct World {
     slots: Vec<Slot>,
     /// Nodes in the network (joined or joining).
     alive: Members,
-    /// Honest nodes in the network (the ground truth of lookups).
+    /// Honest nodes in the network (a lookup succeeds if it finds the nearest one).
     honest_alive: Members,
+    /// Nodes in the network that answer requests: honest ones and adversaries that reply
+    /// (the ground truth a lookup's k closest are compared with).
+    responsive_alive: Members,
     /// Nodes that finished joining (newcomers pre-seed from these).
     joined: Members,
     /// Honest nodes that finished joining (they start operations and serve as bootstrap).
@@ -238,6 +241,7 @@ impl World {
             slots: Vec::new(),
             alive: Members::new(),
             honest_alive: Members::new(),
+            responsive_alive: Members::new(),
             joined: Members::new(),
             joined_honest: Members::new(),
             rng_net: rng(1),
@@ -358,6 +362,9 @@ impl World {
         if adversary.is_none() {
             self.honest_alive.insert(index);
         }
+        if adversary != Some(Behaviour::DropAll) {
+            self.responsive_alive.insert(index);
+        }
         index
     }
 
@@ -438,6 +445,7 @@ impl World {
         }
         self.alive.remove(node);
         self.honest_alive.remove(node);
+        self.responsive_alive.remove(node);
         self.joined.remove(node);
         self.joined_honest.remove(node);
         self.counters.departures += 1;
@@ -835,16 +843,25 @@ impl World {
             Event::FindNodeFinished {
                 target, closest, ..
             } => {
-                let truth = k_closest(
-                    &target,
-                    self.honest_alive
-                        .as_slice()
+                let ids = |set: &Members| -> Vec<NodeId> {
+                    set.as_slice()
                         .iter()
                         .filter(|&&n| n != node)
-                        .map(|&n| self.slots[n as usize].id),
+                        .map(|&n| self.slots[n as usize].id)
+                        .collect()
+                };
+                let truth = k_closest(
+                    &target,
+                    ids(&self.responsive_alive).into_iter(),
                     self.scenario.k,
                 );
-                self.queries[record as usize].finish_lookup(now, &closest, &truth);
+                let nearest = k_closest(&target, ids(&self.honest_alive).into_iter(), 1);
+                self.queries[record as usize].finish_lookup(
+                    now,
+                    &closest,
+                    &truth,
+                    nearest.first().copied(),
+                );
             }
             Event::GetFinished { value, .. } => {
                 self.queries[record as usize].finish_get(now, value.as_ref());

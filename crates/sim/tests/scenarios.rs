@@ -132,6 +132,7 @@ fn every_adversary_behaviour_terminates() {
     for behaviour in [
         Behaviour::FarContacts,
         Behaviour::FakeContacts,
+        Behaviour::FakeNearContacts,
         Behaviour::WrongValues,
     ] {
         let s = Scenario {
