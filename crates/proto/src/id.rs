@@ -2,7 +2,14 @@
 //!
 //! Keys and node ids live in the same space: a node id is the SHA-256 of the node's
 //! public key, a key is any 32 bytes chosen by a client.
+//!
+//! # Id puzzle (S/Kademlia's static puzzle)
+//! A node id costs work: it is accepted only if the first `difficulty` bits of
+//! SHA-256(node id) are zero ([`id_puzzle_ok`]). The difficulty is network-wide. Since the
+//! node id is itself SHA-256 of the public key, the only way to a qualifying id is to
+//! generate keys until one fits: about `2^difficulty` key generations.
 
+use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// A 256-bit value in the Kademlia id space (a DHT key or a node id).
@@ -68,6 +75,30 @@ impl Distance {
     }
 }
 
+/// Number of leading zero bits of `bytes` read as a big-endian bit string (`8 ×
+/// bytes.len()` for all zeros).
+pub fn leading_zero_bits(bytes: &[u8]) -> u32 {
+    let mut zeros = 0;
+    for byte in bytes {
+        if *byte != 0 {
+            return zeros + byte.leading_zeros();
+        }
+        zeros += 8;
+    }
+    zeros
+}
+
+/// SHA-256 of the node id: the hash the id puzzle is checked on.
+pub fn id_puzzle_hash(id: &NodeId) -> [u8; 32] {
+    Sha256::digest(id.0).into()
+}
+
+/// True if `id` solves the static id puzzle at `difficulty`: the first `difficulty` bits
+/// of SHA-256(`id`) are zero. Difficulty 0 accepts every id (no hash is computed).
+pub fn id_puzzle_ok(id: &NodeId, difficulty: u8) -> bool {
+    difficulty == 0 || leading_zero_bits(&id_puzzle_hash(id)) >= u32::from(difficulty)
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", &self.to_hex()[..12])
@@ -103,6 +134,42 @@ mod tests {
         let mut d = [0u8; 32];
         d[1] = 0x01;
         assert_eq!(a.distance(&Key(d)).bucket_index(), Some(240));
+    }
+
+    #[test]
+    fn leading_zero_bits_counts_across_bytes() {
+        assert_eq!(leading_zero_bits(&[]), 0);
+        assert_eq!(leading_zero_bits(&[0x80]), 0);
+        assert_eq!(leading_zero_bits(&[0x01]), 7);
+        assert_eq!(leading_zero_bits(&[0, 0, 0x20, 0xff]), 18);
+        assert_eq!(leading_zero_bits(&[0; 32]), 256);
+    }
+
+    #[test]
+    fn puzzle_of_difficulty_zero_accepts_every_id() {
+        assert!(id_puzzle_ok(&Key([0xff; 32]), 0));
+    }
+
+    #[test]
+    fn puzzle_checks_the_hash_of_the_id_not_the_id() {
+        // An id of all zeros passes at difficulty 1 but not 2: SHA-256 of 32 zero bytes
+        // starts with 0x66 = 0b0110_0110, although the id itself is all zeros.
+        assert_eq!(id_puzzle_hash(&Key([0; 32]))[0], 0x66);
+        assert!(id_puzzle_ok(&Key([0; 32]), 1));
+        assert!(!id_puzzle_ok(&Key([0; 32]), 2));
+        // Search a qualifying id; it passes exactly up to its number of zero bits.
+        let id = (0u32..)
+            .map(|n| {
+                let mut raw = [0u8; 32];
+                raw[..4].copy_from_slice(&n.to_be_bytes());
+                Key(raw)
+            })
+            .find(|id| id_puzzle_ok(id, 8))
+            .unwrap();
+        let bits = leading_zero_bits(&id_puzzle_hash(&id));
+        assert!(bits >= 8);
+        assert!(id_puzzle_ok(&id, bits as u8));
+        assert!(!id_puzzle_ok(&id, bits as u8 + 1));
     }
 
     #[test]

@@ -8,18 +8,33 @@
 //! STORE            661  ttl u32 | replication u8 | reserved u8 | version u64 | key [32] | value
 //! FIND_NODE        662  target [32]
 //! FIND_VALUE       663  key [32]
+//! STORE_SIGNED     664  replication u8 | reserved u8 | signed record
 //! PONG             670  (empty)
 //! STORE_REPLY      671  key [32] | status u8 (0 = stored, 1 = refused)
 //! FIND_NODE_REPLY  672  count u8 | count × contact
 //! FIND_VALUE_REPLY 673  found u8 = 1 | ttl u32 | version u64 | value
 //!                       found u8 = 0 | count u8 | count × contact
+//! FOUND_SIGNED     674  signed record
 //! ERROR            680  code u16 | message (UTF-8)
 //! contact:              node id [32] | family u8 (4 or 6) | address [4 or 16] | port u16
+//! signed record:        public key [32] | salt len u8 | salt | seq u64 | expiry u64
+//!                       | signature [64] | value          (see [`crate::signed`])
+//! ```
+//! STORE_SIGNED is answered with STORE_REPLY under the record's key
+//! (SHA-256(public key ‖ salt)). FOUND_SIGNED answers a FIND_VALUE for a key that holds a
+//! signed record.
+//!
+//! # Error codes
+//! ```text
+//! 1    the message is not a request            (ERROR_NOT_A_REQUEST)
+//! 403  the sender's node id fails the id puzzle (ERROR_ID_PUZZLE)
+//! 429  the sender exceeded its request rate     (ERROR_RATE_LIMITED)
 //! ```
 
 use crate::dht_api::MAX_VALUE_LEN;
 use crate::frame::{exact_peer_frame, put_peer_header, DecodeError, PEER_HEADER_LEN};
 use crate::id::{Key, NodeId};
+use crate::signed::SignedRecord;
 use crate::wire::Reader;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -32,6 +47,8 @@ pub const STORE: u16 = 661;
 pub const FIND_NODE: u16 = 662;
 /// FIND_VALUE: the value for this key, or closer nodes.
 pub const FIND_VALUE: u16 = 663;
+/// STORE_SIGNED: keep this signed record.
+pub const STORE_SIGNED: u16 = 664;
 /// Reply to PING.
 pub const PONG: u16 = 670;
 /// Reply to STORE.
@@ -40,8 +57,19 @@ pub const STORE_REPLY: u16 = 671;
 pub const FIND_NODE_REPLY: u16 = 672;
 /// Reply to FIND_VALUE.
 pub const FIND_VALUE_REPLY: u16 = 673;
+/// Reply to FIND_VALUE when the key holds a signed record.
+pub const FOUND_SIGNED: u16 = 674;
 /// An error reply to any request.
 pub const ERROR: u16 = 680;
+
+/// ERROR code: the message sent as a request is not a request.
+pub const ERROR_NOT_A_REQUEST: u16 = 1;
+/// ERROR code: the sender's node id does not solve the network's id puzzle, so it is not
+/// served (see [`crate::id::id_puzzle_ok`]).
+pub const ERROR_ID_PUZZLE: u16 = 403;
+/// ERROR code: the sender sent more requests than its rate limit allows; it may retry
+/// later, and the receiver may drop its connection.
+pub const ERROR_RATE_LIMITED: u16 = 429;
 
 /// Most contacts one reply may carry.
 pub const MAX_CONTACTS: usize = 255;
@@ -55,6 +83,11 @@ impl Version {
     /// Builds a version from a Unix time in milliseconds and a tie-break.
     pub fn new(unix_millis: u64, tie_break: u16) -> Version {
         Version((unix_millis << 16) | u64::from(tie_break))
+    }
+
+    /// The writer's Unix time in milliseconds this version claims (its upper 48 bits).
+    pub fn unix_millis(self) -> u64 {
+        self.0 >> 16
     }
 }
 
@@ -95,6 +128,13 @@ pub enum KadMessage {
         /// The key looked up.
         key: Key,
     },
+    /// Ask the peer to keep a signed record (under `record.key()`).
+    StoreSigned {
+        /// The record; the peer checks it before keeping it.
+        record: SignedRecord,
+        /// Replication the owner asked for; holders use it when they republish.
+        replication: u8,
+    },
     /// Reply to [`KadMessage::Ping`].
     Pong,
     /// Reply to [`KadMessage::Store`].
@@ -123,6 +163,11 @@ pub enum KadMessage {
         /// Closest known contacts, nearest first.
         contacts: Vec<Contact>,
     },
+    /// Reply to [`KadMessage::FindValue`] when the key holds a signed record.
+    FoundSigned {
+        /// The record, unverified until the receiver checks it.
+        record: SignedRecord,
+    },
     /// The request could not be served.
     Error {
         /// A machine-readable code (see docs/protocol.md).
@@ -140,10 +185,12 @@ impl KadMessage {
             KadMessage::Store { .. } => STORE,
             KadMessage::FindNode { .. } => FIND_NODE,
             KadMessage::FindValue { .. } => FIND_VALUE,
+            KadMessage::StoreSigned { .. } => STORE_SIGNED,
             KadMessage::Pong => PONG,
             KadMessage::StoreReply { .. } => STORE_REPLY,
             KadMessage::FindNodeReply { .. } => FIND_NODE_REPLY,
             KadMessage::FoundValue { .. } | KadMessage::ValueNotFound { .. } => FIND_VALUE_REPLY,
+            KadMessage::FoundSigned { .. } => FOUND_SIGNED,
             KadMessage::Error { .. } => ERROR,
         }
     }
@@ -156,6 +203,7 @@ impl KadMessage {
                 | KadMessage::Store { .. }
                 | KadMessage::FindNode { .. }
                 | KadMessage::FindValue { .. }
+                | KadMessage::StoreSigned { .. }
         )
     }
 
@@ -191,6 +239,17 @@ impl KadMessage {
                 target: r.key("target")?,
             },
             FIND_VALUE => KadMessage::FindValue { key: r.key("key")? },
+            STORE_SIGNED => {
+                let replication = r.u8("replication")?;
+                let _reserved = r.u8("reserved")?;
+                KadMessage::StoreSigned {
+                    record: SignedRecord::read_rest(&mut r)?,
+                    replication,
+                }
+            }
+            FOUND_SIGNED => KadMessage::FoundSigned {
+                record: SignedRecord::read_rest(&mut r)?,
+            },
             STORE_REPLY => {
                 let key = r.key("key")?;
                 let stored = match r.u8("status")? {
@@ -258,6 +317,15 @@ impl KadMessage {
             KadMessage::FindNode { target: key } | KadMessage::FindValue { key } => {
                 body.put_slice(&key.0)
             }
+            KadMessage::StoreSigned {
+                record,
+                replication,
+            } => {
+                body.put_u8(*replication);
+                body.put_u8(0);
+                record.encode_into(&mut body);
+            }
+            KadMessage::FoundSigned { record } => record.encode_into(&mut body),
             KadMessage::StoreReply { key, stored } => {
                 body.put_slice(&key.0);
                 body.put_u8(if *stored { 0 } else { 1 });
@@ -366,6 +434,21 @@ mod tests {
         )
     }
 
+    fn arb_signed() -> impl Strategy<Value = SignedRecord> + Clone {
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec(any::<u8>(), 0..=crate::signed::MAX_SALT_LEN),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(seed, salt, seq, expiry, value)| {
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                SignedRecord::sign(&key, Bytes::from(salt), seq, expiry, Bytes::from(value))
+                    .unwrap()
+            })
+    }
+
     fn arb_msg() -> impl Strategy<Value = KadMessage> {
         let value = proptest::collection::vec(any::<u8>(), 0..500).prop_map(Bytes::from);
         let contacts = proptest::collection::vec(arb_contact(), 0..30);
@@ -403,6 +486,13 @@ mod tests {
                 }
             }),
             contacts.prop_map(|contacts| KadMessage::ValueNotFound { contacts }),
+            (arb_signed(), any::<u8>()).prop_map(|(record, replication)| {
+                KadMessage::StoreSigned {
+                    record,
+                    replication,
+                }
+            }),
+            arb_signed().prop_map(|record| KadMessage::FoundSigned { record }),
             (any::<u16>(), ".{0,40}")
                 .prop_map(|(code, message)| KadMessage::Error { code, message }),
         ]
@@ -442,6 +532,35 @@ mod tests {
             KadMessage::decode(&Bytes::from(raw)),
             Err(DecodeError::TrailingBytes(1))
         );
+    }
+
+    #[test]
+    fn store_signed_layout_is_replication_reserved_record() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let record = SignedRecord::sign(
+            &key,
+            Bytes::from_static(b"s"),
+            5,
+            6,
+            Bytes::from_static(b"v"),
+        )
+        .unwrap();
+        let frame = KadMessage::StoreSigned {
+            record: record.clone(),
+            replication: 3,
+        }
+        .encode();
+        assert_eq!(&frame[4..6], &STORE_SIGNED.to_be_bytes());
+        assert_eq!(frame[6], 3);
+        assert_eq!(frame[7], 0);
+        assert_eq!(&frame[8..], &record.to_bytes()[..]);
+        assert_eq!(frame.len(), 6 + 2 + 113 + 1 + 1);
+        let reply = KadMessage::FoundSigned {
+            record: record.clone(),
+        }
+        .encode();
+        assert_eq!(&reply[4..6], &FOUND_SIGNED.to_be_bytes());
+        assert_eq!(&reply[6..], &record.to_bytes()[..]);
     }
 
     #[test]
