@@ -17,14 +17,16 @@
 #
 # Scenarios (details in tests/netns/README.md):
 #   join       every node PUTs one value; every value is found from every node
-#   partition  halves split (ports moved to br1); values stored on both sides; each side
-#              finds its own values and not the other side's; heal; every value is
-#              found from every node
+#   partition  halves split (ports moved to br1); values stored on both sides, one key
+#              updated on one side, another written on both; each side finds its own
+#              values and not the other side's; heal; every value is found from every
+#              node, and the newest version of each key
 #   netem      50 ms delay + 5 % loss on every node's outgoing packets (tc netem, or an
 #              NFQUEUE emulator where the kernel has no sch_netem); PUT/GET still succeed
 #   restart    SIGKILL two nodes, values still found from the survivors; restart them from
-#              their data_dir (same config, same hostkey => same node id); they rejoin
-#              and every value is found from every node, new PUTs too
+#              their data_dir (same config, same hostkey => same node id), first each
+#              alone (they must serve records from their own store), then connected:
+#              they rejoin and every value is found from every node, new PUTs too
 #   crash-all  SIGKILL every node, restart all but the bootstrapper: values must survive
 #              on disk and nodes rejoin through remembered contacts (see PERSISTENCE
 #              below)
@@ -459,8 +461,10 @@ impair_on() {
 impair_off() {
     local i
     if [ "${IMPAIR_MODE#tc netem}" != "$IMPAIR_MODE" ]; then
+        IMPAIR_STATS=$(for i in $ALL; do ip netns exec "$(ns "$i")" tc -s qdisc show dev eth0; done |
+            awk '/Sent/ { for (f = 1; f <= NF; f++) { if ($f == "pkt") sent += $(f - 1); if ($f == "(dropped") dropped += $(f + 1) } }
+                END { total = sent + dropped; printf "netem: %d packets, %d dropped (%.1f%%)", total, dropped, total ? 100 * dropped / total : 0 }')
         for i in $ALL; do ip netns exec "$(ns "$i")" tc qdisc del dev eth0 root 2>/dev/null; done
-        IMPAIR_STATS="netem"
         return
     fi
     for i in $ALL; do
