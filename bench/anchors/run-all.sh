@@ -3,7 +3,7 @@
 # (default 100) and appends each JSON line, tagged with the load average before the run,
 # to bench/anchors/results/<date>.jsonl. Run from anywhere; builds what is missing.
 #   bench/anchors/run-all.sh 100 300
-# LIBP2P_TIMEOUT (seconds, default 900) bounds each libp2p run.
+# LIBP2P_DEADLINE (seconds, default 900) bounds each libp2p run; it then reports how far it got.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out="$root/bench/anchors/results/$(date +%F).jsonl"
@@ -28,5 +28,5 @@ for n in ${@:-100}; do
     run voidmesh ./target/release/voidmesh bench w1 --nodes "$n"
     run mainline bench/anchors/mainline/target/release/anchor-mainline --nodes "$n"
     run python-kademlia bench/anchors/python-kademlia/run.sh --nodes "$n"
-    run libp2p-kad timeout "${LIBP2P_TIMEOUT:-900}" bench/anchors/libp2p-kad/target/release/anchor-libp2p-kad --nodes "$n"
+    run libp2p-kad bench/anchors/libp2p-kad/target/release/anchor-libp2p-kad --nodes "$n" --deadline-s "${LIBP2P_DEADLINE:-900}"
 done

@@ -19,6 +19,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,6 +44,18 @@ struct Args {
     /// Seed for keys, values and node choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Give up after this many seconds and print what was reached (0: never).
+    #[arg(long, default_value_t = 0)]
+    deadline_s: u64,
+}
+
+/// How far the run got, for the report when the deadline strikes.
+#[derive(Default)]
+struct Progress {
+    phase: std::sync::Mutex<&'static str>,
+    joins: AtomicUsize,
+    puts: AtomicUsize,
+    gets: AtomicUsize,
 }
 
 #[derive(NetworkBehaviour)]
@@ -194,7 +208,12 @@ fn peak_rss_mb() -> f64 {
 }
 
 /// Runs `op` over `items`, at most `in_flight` at once; outcome and latency per item.
-async fn bounded<T, F, Fut>(items: &[T], in_flight: usize, op: F) -> Vec<(bool, Duration)>
+async fn bounded<T, F, Fut>(
+    items: &[T],
+    in_flight: usize,
+    done: &AtomicUsize,
+    op: F,
+) -> Vec<(bool, Duration)>
 where
     F: Fn(&T) -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -214,6 +233,7 @@ where
         }
         let Some((i, ok, took)) = pending.next().await else { break };
         out[i] = (ok, took);
+        done.fetch_add(1, Ordering::Relaxed);
     }
     out
 }
@@ -222,6 +242,50 @@ where
 async fn main() -> Result<()> {
     let args = Args::parse();
     ensure!(args.nodes >= 2, "W1 needs at least 2 nodes");
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let (nodes, deadline_s) = (args.nodes, args.deadline_s);
+    let run = w1(args, progress.clone());
+    let line = if deadline_s == 0 {
+        run.await?
+    } else {
+        match tokio::time::timeout(Duration::from_secs(deadline_s), run).await {
+            Ok(line) => line?,
+            Err(_) => {
+                let phase = *progress.phase.lock().expect("not poisoned");
+                let notes = format!(
+                    "ABORTED at the {deadline_s} s deadline during the {phase} phase: {}/{} joins returned, \
+                     {} PUTs and {} GETs finished",
+                    progress.joins.load(Ordering::Relaxed),
+                    nodes - 1,
+                    progress.puts.load(Ordering::Relaxed),
+                    progress.gets.load(Ordering::Relaxed),
+                );
+                eprintln!("{notes}");
+                serde_json::json!({
+                    "system": "rust-libp2p 0.57.1 kad 0.49.0",
+                    "nodes": nodes,
+                    "bootstrap_s": null,
+                    "put_ok": null, "put_p50_ms": null, "put_p99_ms": null,
+                    "get_ok": null, "get_p50_ms": null, "get_p99_ms": null,
+                    "get_ops_per_s": null,
+                    "rss_mb": round(peak_rss_mb(), 1),
+                    "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
+                    "notes": notes,
+                })
+            }
+        }
+    };
+    println!("{line}");
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    // Don't wait for 100s of swarms to wind down.
+    std::process::exit(0);
+}
+
+/// Runs W1; returns the JSON object.
+async fn w1(args: Args, progress: Arc<Progress>) -> Result<serde_json::Value> {
+    *progress.phase.lock().expect("not poisoned") = "bootstrap";
     let mut rng = StdRng::seed_from_u64(args.seed);
     let idle = Duration::from_secs(args.idle_timeout_s);
 
@@ -252,9 +316,12 @@ async fn main() -> Result<()> {
         let joins = chunk.iter().map(|node| {
             let (reply, answer) = oneshot::channel();
             let command = Command::Join(seed_id, seed_addr.clone(), reply);
+            let joins = &progress.joins;
             async move {
                 node.send(command).await.ok()?;
-                answer.await.ok()
+                let joined = answer.await.ok();
+                joins.fetch_add(1, Ordering::Relaxed);
+                joined
             }
         });
         for joined in futures::future::join_all(joins).await {
@@ -276,7 +343,8 @@ async fn main() -> Result<()> {
             (node, rng.gen::<[u8; 32]>().to_vec(), value)
         })
         .collect();
-    let put_results = bounded(&ops, args.in_flight, |(node, key, value)| {
+    *progress.phase.lock().expect("not poisoned") = "PUT";
+    let put_results = bounded(&ops, args.in_flight, &progress.puts, |(node, key, value)| {
         let node = nodes[*node].clone();
         let (reply, answer) = oneshot::channel();
         let command = Command::Put(key.clone(), value.clone(), reply);
@@ -307,7 +375,8 @@ async fn main() -> Result<()> {
         })
         .collect();
     let get_started = Instant::now();
-    let get_results = bounded(&gets, args.in_flight, |(node, key, value)| {
+    *progress.phase.lock().expect("not poisoned") = "GET";
+    let get_results = bounded(&gets, args.in_flight, &progress.gets, |(node, key, value)| {
         let node = nodes[*node].clone();
         let (reply, answer) = oneshot::channel();
         let command = Command::Get(key.clone(), reply);
@@ -349,9 +418,5 @@ async fn main() -> Result<()> {
             args.join_concurrency, args.idle_timeout_s, args.in_flight
         ),
     });
-    println!("{line}");
-    use std::io::Write;
-    std::io::stdout().flush().ok();
-    // Don't wait for 100s of swarms to wind down.
-    std::process::exit(0);
+    Ok(line)
 }
