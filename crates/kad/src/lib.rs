@@ -31,8 +31,15 @@
 //! - **Lookups** ([`lookup`]): alpha in flight, per-request deadline (a late answer is
 //!   still used), finished once the k closest known have answered; the whole query is
 //!   bounded by `query_timeout`.
-//! - **GET** ends with the first value found (no caching of the value along the path:
-//!   a cached copy outside the replication set would keep serving an old version).
+//! - **GET** asks until `read_quorum` holders answered (or the lookup ends), returns the
+//!   newest valid value seen, then writes it back to the queried holders that had an older
+//!   one and to the queried nodes nearer the key than a holder that had none (read
+//!   repair). A local copy is one of the answers, never the answer by itself (it may be
+//!   stale): [`Kademlia::local_value`] reads it without the network for callers that
+//!   accept that. No caching of the value along the path: a cached copy outside the
+//!   replication set would keep serving an old version.
+//! - **Lookups** of GET, PUT and FIND_NODE run over `disjoint_paths` disjoint paths
+//!   ([`lookup::DisjointLookup`]); bootstrap and bucket refreshes use one path.
 //! - **PUT** stores on the `replication` closest of {answering nodes, this node}; this
 //!   node keeps a copy if it is among them or it knows nobody.
 //! - **Records** ([`store`]): newest version wins, equal version is idempotent, expired
@@ -42,11 +49,23 @@
 //! - **Refresh**: bootstrap looks up the own id, then a random id in every bucket farther
 //!   than the closest neighbour; afterwards any bucket without a lookup for
 //!   `refresh_interval` gets one.
+//! - **Defences** (S/Kademlia and friends): contacts whose id fails the static id puzzle
+//!   (`id_difficulty`) never enter the routing table, are not asked in lookups, and their
+//!   requests get ERROR 403; at most `max_per_subnet` contacts of one /24 or /48 per bucket;
+//!   each peer may send `peer_rate` requests per second (burst `peer_burst`), beyond which
+//!   it gets ERROR 429; an answer counts only for an outstanding request to the peer that
+//!   was asked; plain versions from more than `max_version_skew` in the future are refused;
+//!   signed records are verified by every node that stores or reads them.
+//! - **Signed records** ([`voidmesh_proto::SignedRecord`]): stored only if the signature,
+//!   the key (SHA-256 of public key and salt) and the expiry check out against the Unix
+//!   time the driver supplied ([`Kademlia::set_unix_time`]), and only over a lower
+//!   sequence number. Until the driver supplies the time, signed records are refused.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod kademlia;
 pub mod lookup;
+pub mod ratelimit;
 pub mod routing;
 pub mod store;
 pub mod testing;
@@ -55,12 +74,20 @@ pub mod timers;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-pub use kademlia::Kademlia;
+pub use kademlia::{Kademlia, SignedRejection};
 pub use store::{Record, StoreOutcome};
+pub use voidmesh_proto::{SignedRecord, SignedRecordError};
 
 use bytes::Bytes;
 use std::time::Duration;
 use voidmesh_proto::{Contact, KadMessage, Key};
+
+/// The id puzzle difficulty recommended for a production network: 10 bits, about a
+/// thousand key generations (milliseconds) per honest node id, a thousand times the cost of
+/// an id for a Sybil attacker. [`Config::default`] uses 0 (no puzzle) so that networks of
+/// random ids (tests, simulations, nodes whose keys were generated before the puzzle)
+/// keep working; a deployment sets `id_difficulty` network-wide.
+pub const RECOMMENDED_ID_DIFFICULTY: u8 = 10;
 
 /// Tunables of one Kademlia node. Defaults follow design.md.
 #[derive(Debug, Clone)]
@@ -85,6 +112,32 @@ pub struct Config {
     pub max_records: usize,
     /// Seed of the RNG used for random lookup targets and tie-breaks.
     pub rng_seed: u64,
+    /// Leading zero bits SHA-256(node id) must have for a contact to be accepted
+    /// (S/Kademlia's static puzzle); network-wide. 0 accepts every id (the default, see
+    /// [`RECOMMENDED_ID_DIFFICULTY`]).
+    pub id_difficulty: u8,
+    /// Disjoint paths of a GET, PUT or FIND_NODE lookup (S/Kademlia's d), each with its own
+    /// `alpha` requests in flight; no node is asked by two paths (3, by measurement: see
+    /// docs/robustness.md, "Disjoint lookups").
+    pub disjoint_paths: usize,
+    /// Most contacts of one /24 (IPv4) or /48 (IPv6) network per bucket; loopback is
+    /// exempt; 0 turns the limit off (2).
+    pub max_per_subnet: usize,
+    /// Requests per second one peer may send before it gets ERROR 429; 0 turns the limit
+    /// off (1000: well above what honest lookups send, low enough to bound a flood).
+    pub peer_rate: u32,
+    /// Requests one peer may send at once after a quiet spell (2000).
+    pub peer_burst: u32,
+    /// Most bytes of records this node holds (values, signatures and a fixed overhead per
+    /// record), beyond which the records expiring soonest are evicted (256 MiB).
+    pub max_record_bytes: usize,
+    /// Holders a GET hears from before it stops (a local copy counts as one); the newest
+    /// value among them wins and stale holders are repaired (3).
+    pub read_quorum: usize,
+    /// How far in the future a plain record's version (its writer's clock) may lie before
+    /// it is refused as forged; checked only once the driver supplied the Unix time
+    /// ([`Kademlia::set_unix_time`]) (10 minutes).
+    pub max_version_skew: Duration,
 }
 
 impl Default for Config {
@@ -100,6 +153,14 @@ impl Default for Config {
             republish_interval: Duration::from_secs(3600),
             max_records: 100_000,
             rng_seed: 0,
+            id_difficulty: 0,
+            disjoint_paths: 3,
+            max_per_subnet: 2,
+            peer_rate: 1000,
+            peer_burst: 2000,
+            max_record_bytes: 256 * 1024 * 1024,
+            read_quorum: 3,
+            max_version_skew: Duration::from_secs(600),
         }
     }
 }
@@ -138,16 +199,23 @@ pub enum RequestFailure {
 /// What a finished operation produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A [`Kademlia::get`] finished. Emitted exactly once per get.
+    /// A [`Kademlia::get`] or [`Kademlia::get_signed`] finished. Emitted exactly once per
+    /// get.
     GetFinished {
         /// The get's id.
         query: QueryId,
         /// The key asked for.
         key: Key,
-        /// The value found, or `None` when the search ended without one.
+        /// The newest value found, or `None` when the search ended without one. A verified
+        /// signed record outranks any plain value under the same key; for a `get_signed`
+        /// only signed records count.
         value: Option<Bytes>,
+        /// The verified signed record with the highest sequence number, when the key holds
+        /// one (`value` is then its value); `None` for a plain value.
+        signed: Option<SignedRecord>,
     },
-    /// A [`Kademlia::put`] finished. Emitted exactly once per put.
+    /// A [`Kademlia::put`] or [`Kademlia::put_signed`] finished. Emitted exactly once per
+    /// put.
     PutFinished {
         /// The put's id.
         query: QueryId,
@@ -185,4 +253,13 @@ pub struct Stats {
     pub lookups: u64,
     /// Requests those lookups sent; divided by `lookups`, the mean cost of one lookup.
     pub lookup_requests: u64,
+    /// STOREs sent by GETs to holders of older versions (read repair).
+    pub read_repairs: u64,
+    /// Requests refused with ERROR 429 (rate limit).
+    pub rate_limited: u64,
+    /// Requests refused with ERROR 403 (the sender's id fails the puzzle).
+    pub puzzle_refused: u64,
+    /// Answers thrown away as invalid (a forged signed record, a version from the future,
+    /// an answer from a peer that was not asked).
+    pub invalid_answers: u64,
 }

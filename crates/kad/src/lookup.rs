@@ -18,9 +18,18 @@
 //! as the Kademlia paper prescribes.
 //!
 //! The lookup holds no clock: deadlines are the owner's business.
+//!
+//! # Disjoint paths (S/Kademlia)
+//! [`DisjointLookup`] runs `d` such lookups side by side. The starting contacts are dealt
+//! out to the paths in turn (nearest to path 0, next to path 1, ...), each path learns
+//! only from its own answers and keeps its own `parallelism`, and a node one path has
+//! asked is never asked by another (a shared *claimed* set: the other path skips it, see
+//! [`PeerState::Taken`]). An adversary who captures one path (by answering with its
+//! accomplices) therefore cannot reach into the others: a GET succeeds if any path
+//! reaches an honest holder, and a FIND_NODE merges what all paths found.
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use voidmesh_proto::{Contact, Distance, Key, NodeId};
 
 /// What the lookup wants next.
@@ -48,6 +57,8 @@ pub enum PeerState {
     Failed,
     /// It answered.
     Succeeded,
+    /// Another path of a [`DisjointLookup`] asked it first; this path skips it.
+    Taken,
 }
 
 /// Whether the lookup is still making progress.
@@ -167,6 +178,12 @@ impl Lookup {
 
     /// What to do next; see the module doc.
     pub fn next_step(&mut self) -> Step {
+        self.next_step_skipping(&|_| false)
+    }
+
+    /// [`next_step`](Self::next_step), skipping (as [`PeerState::Taken`]) every candidate
+    /// for which `taken` is true.
+    fn next_step_skipping(&mut self, taken: &dyn Fn(&NodeId) -> bool) -> Step {
         if self.state == State::Finished {
             return Step::Finished;
         }
@@ -192,6 +209,10 @@ impl Lookup {
                     }
                 }
                 PeerState::NotContacted => {
+                    if taken(&peer.contact.id) {
+                        peer.state = PeerState::Taken;
+                        continue;
+                    }
                     if at_capacity {
                         return Step::Waiting;
                     }
@@ -200,7 +221,7 @@ impl Lookup {
                     self.requests += 1;
                     return Step::Contact(peer.contact);
                 }
-                PeerState::Unresponsive | PeerState::Failed => {}
+                PeerState::Unresponsive | PeerState::Failed | PeerState::Taken => {}
             }
         }
         if self.num_waiting > 0 {
@@ -296,6 +317,164 @@ impl Lookup {
             .take(count)
             .map(|p| p.contact)
             .collect()
+    }
+
+    /// Every peer that answered with its distance, nearest first.
+    fn succeeded(&self) -> impl Iterator<Item = (&Distance, &Contact)> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Succeeded)
+            .map(|(d, p)| (d, &p.contact))
+    }
+}
+
+/// `d` lookups of one target over disjoint paths; see the module doc.
+///
+/// The calling loop is [`Lookup`]'s: [`next_step`](Self::next_step) until it stops naming
+/// peers, then report each outcome by the peer's id (the lookup remembers which path asked
+/// whom). With one path it behaves exactly like a [`Lookup`].
+#[derive(Debug, Clone)]
+pub struct DisjointLookup {
+    /// The id looked up.
+    target: Key,
+    /// The paths; each is an independent lookup over its share of the seeds.
+    paths: Vec<Lookup>,
+    /// Which path asked each peer; a peer in here is never asked by another path.
+    claimed: HashMap<NodeId, usize>,
+    /// The path offered the next free request slot first, so paths take turns.
+    next_path: usize,
+}
+
+impl DisjointLookup {
+    /// A lookup of `target` from `local_id` over `paths` disjoint paths (at least 1), each
+    /// with `parallelism` requests in flight and converging on `num_results` peers. The
+    /// seeds, nearest first, are dealt to the paths in turn; a path left without a seed
+    /// ends at once.
+    pub fn new(
+        target: Key,
+        local_id: NodeId,
+        seeds: impl IntoIterator<Item = Contact>,
+        num_results: usize,
+        parallelism: usize,
+        paths: usize,
+    ) -> Self {
+        let d = paths.max(1);
+        let mut seeds: Vec<Contact> = seeds.into_iter().filter(|c| c.id != local_id).collect();
+        seeds.sort_by_key(|c| target.distance(&c.id));
+        seeds.dedup_by_key(|c| c.id);
+        let mut shares: Vec<Vec<Contact>> = vec![Vec::new(); d];
+        for (i, seed) in seeds.into_iter().enumerate() {
+            shares[i % d].push(seed);
+        }
+        DisjointLookup {
+            target,
+            paths: shares
+                .into_iter()
+                .map(|share| Lookup::new(target, local_id, share, num_results, parallelism))
+                .collect(),
+            claimed: HashMap::new(),
+            next_path: 0,
+        }
+    }
+
+    /// The id looked up.
+    pub fn target(&self) -> &Key {
+        &self.target
+    }
+
+    /// Number of paths.
+    pub fn path_count(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// The path that asked `id`, if any did.
+    pub fn path_of(&self, id: &NodeId) -> Option<usize> {
+        self.claimed.get(id).copied()
+    }
+
+    /// Requests sent so far over all paths.
+    pub fn requests(&self) -> usize {
+        self.paths.iter().map(Lookup::requests).sum()
+    }
+
+    /// True once every path is over.
+    pub fn is_finished(&self) -> bool {
+        self.paths.iter().all(Lookup::is_finished)
+    }
+
+    /// The state of `id` in the path that asked it, or else in the first path that knows it.
+    pub fn peer_state(&self, id: &NodeId) -> Option<PeerState> {
+        match self.claimed.get(id) {
+            Some(&path) => self.paths[path].peer_state(id),
+            None => self.paths.iter().find_map(|p| p.peer_state(id)),
+        }
+    }
+
+    /// What to do next: a peer to ask (now claimed by one path), wait, or finished once
+    /// every path is.
+    pub fn next_step(&mut self) -> Step {
+        let d = self.paths.len();
+        let mut waiting = false;
+        for turn in 0..d {
+            let i = (self.next_path + turn) % d;
+            let claimed = &self.claimed;
+            let taken = |id: &NodeId| claimed.get(id).is_some_and(|&p| p != i);
+            match self.paths[i].next_step_skipping(&taken) {
+                Step::Contact(contact) => {
+                    self.claimed.insert(contact.id, i);
+                    self.next_path = (i + 1) % d;
+                    return Step::Contact(contact);
+                }
+                Step::Waiting => waiting = true,
+                Step::Finished => {}
+            }
+        }
+        if waiting {
+            Step::Waiting
+        } else {
+            Step::Finished
+        }
+    }
+
+    /// `id` answered with `closer` contacts; they go to the path that asked it. Returns
+    /// false if no path was waiting on `id`.
+    pub fn on_success(&mut self, id: &NodeId, closer: &[Contact]) -> bool {
+        match self.claimed.get(id) {
+            Some(&path) => self.paths[path].on_success(id, closer),
+            None => false,
+        }
+    }
+
+    /// The request to `id` failed. Returns false if no path was waiting on `id`.
+    pub fn on_failure(&mut self, id: &NodeId) -> bool {
+        match self.claimed.get(id) {
+            Some(&path) => self.paths[path].on_failure(id),
+            None => false,
+        }
+    }
+
+    /// The owner's deadline for `id` passed (see [`Lookup::on_timeout`]).
+    pub fn on_timeout(&mut self, id: &NodeId) -> bool {
+        match self.claimed.get(id) {
+            Some(&path) => self.paths[path].on_timeout(id),
+            None => false,
+        }
+    }
+
+    /// Ends every path now.
+    pub fn finish(&mut self) {
+        for path in &mut self.paths {
+            path.finish();
+        }
+    }
+
+    /// Up to `count` peers that answered on any path, nearest to the target first: the
+    /// merged result of the paths.
+    pub fn closest_succeeded(&self, count: usize) -> Vec<Contact> {
+        let mut all: Vec<(&Distance, &Contact)> =
+            self.paths.iter().flat_map(Lookup::succeeded).collect();
+        all.sort_unstable_by_key(|(d, _)| **d);
+        all.into_iter().take(count).map(|(_, c)| *c).collect()
     }
 }
 
@@ -430,6 +609,126 @@ mod tests {
         }
         // Three answers without progress: up to k in flight.
         assert_eq!(sent(&mut lookup).len(), 20);
+    }
+
+    #[test]
+    fn disjoint_paths_split_the_seeds_in_turn() {
+        let seeds: Vec<Contact> = (1..=7).map(|n| contact(key(n))).collect();
+        let mut lookup = DisjointLookup::new(key(0), key(200), seeds, 20, 1, 3);
+        let first = sent_disjoint(&mut lookup);
+        // One request per path (parallelism 1), the nearest seed of each share.
+        assert_eq!(
+            first.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![key(1), key(2), key(3)]
+        );
+        assert_eq!(lookup.path_of(&key(1)), Some(0));
+        assert_eq!(lookup.path_of(&key(2)), Some(1));
+        assert_eq!(lookup.path_of(&key(3)), Some(2));
+        assert!(lookup.on_success(&key(1), &[]));
+        // Path 0 goes on with its own share (1, 4, 7), never with the others'.
+        let next = sent_disjoint(&mut lookup);
+        assert!(!next.is_empty());
+        assert!(next.iter().all(|c| [key(4), key(7)].contains(&c.id)));
+    }
+
+    #[test]
+    fn disjoint_paths_never_ask_a_node_twice() {
+        let seeds: Vec<Contact> = (1..=2).map(|n| contact(key(n))).collect();
+        let mut lookup = DisjointLookup::new(key(0), key(200), seeds, 20, 3, 2);
+        assert_eq!(sent_disjoint(&mut lookup).len(), 2);
+        // Both paths hear of node 9; path 0 asks it first, path 1 must skip it.
+        assert!(lookup.on_success(&key(1), &[contact(key(9)), contact(key(5))]));
+        let next = sent_disjoint(&mut lookup);
+        assert!(next.contains(&contact(key(9))));
+        assert!(lookup.on_success(&key(2), &[contact(key(9)), contact(key(6))]));
+        let next = sent_disjoint(&mut lookup);
+        assert_eq!(next, vec![contact(key(6))]);
+        assert_eq!(lookup.path_of(&key(9)), Some(0));
+        assert_eq!(lookup.paths[1].peer_state(&key(9)), Some(PeerState::Taken));
+    }
+
+    #[test]
+    fn disjoint_result_merges_the_paths() {
+        let seeds: Vec<Contact> = (1..=4).map(|n| contact(key(n))).collect();
+        let mut lookup = DisjointLookup::new(key(0), key(200), seeds, 20, 3, 2);
+        let asked = sent_disjoint(&mut lookup);
+        for c in asked {
+            lookup.on_success(&c.id, &[]);
+        }
+        assert_eq!(lookup.next_step(), Step::Finished);
+        assert_eq!(
+            lookup.closest_succeeded(3),
+            vec![contact(key(1)), contact(key(2)), contact(key(3))]
+        );
+        assert_eq!(lookup.requests(), 4);
+    }
+
+    #[test]
+    fn one_path_behaves_like_a_plain_lookup() {
+        let seeds: Vec<Contact> = (1..=10).map(|n| contact(key(n))).collect();
+        let mut plain = Lookup::new(key(0), key(200), seeds.clone(), 5, 3);
+        let mut disjoint = DisjointLookup::new(key(0), key(200), seeds, 5, 3, 1);
+        for round in 0..6u8 {
+            let a = sent(&mut plain);
+            let b = sent_disjoint(&mut disjoint);
+            assert_eq!(a, b, "round {round}");
+            for c in a {
+                let reply = [contact(key(c.id.0[31].wrapping_add(20 + round)))];
+                plain.on_success(&c.id, &reply);
+                disjoint.on_success(&c.id, &reply);
+            }
+        }
+        assert_eq!(plain.closest_succeeded(20), disjoint.closest_succeeded(20));
+    }
+
+    fn sent_disjoint(lookup: &mut DisjointLookup) -> Vec<Contact> {
+        let mut out = Vec::new();
+        while let Step::Contact(c) = lookup.next_step() {
+            out.push(c);
+        }
+        out
+    }
+
+    proptest! {
+        /// With random answers and failures over disjoint paths, no node is asked twice
+        /// (by the same or another path), each path respects its parallelism while
+        /// iterating, and the lookup terminates.
+        #[test]
+        fn disjoint_paths_terminate_and_stay_disjoint(seed in any::<u64>(), fail_ratio in 0u32..100, d in 1usize..5) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let ids: Vec<Key> = (0..200).map(|_| Key(rng.gen())).collect();
+            let knows: HashMap<Key, Vec<Contact>> = ids
+                .iter()
+                .map(|id| (*id, (0..8).map(|_| contact(ids[rng.gen_range(0..ids.len())])).collect()))
+                .collect();
+            let target = Key(rng.gen());
+            let seeds: Vec<Contact> = ids[..12].iter().map(|id| contact(*id)).collect();
+            let mut lookup = DisjointLookup::new(target, Key([0xee; 32]), seeds, 20, 3, d);
+            let mut asked = HashSet::new();
+            let mut in_flight: Vec<Key> = Vec::new();
+            for _ in 0..10_000 {
+                while let Step::Contact(c) = lookup.next_step() {
+                    prop_assert!(asked.insert(c.id), "asked twice");
+                    in_flight.push(c.id);
+                    let path = &lookup.paths[lookup.path_of(&c.id).unwrap()];
+                    let limit = if path.state == State::Stalled { 20 } else { 3 };
+                    prop_assert!(path.num_waiting <= limit);
+                }
+                if lookup.is_finished() {
+                    break;
+                }
+                prop_assert!(!in_flight.is_empty());
+                let id = in_flight.swap_remove(rng.gen_range(0..in_flight.len()));
+                if rng.gen_range(0..100) < fail_ratio {
+                    lookup.on_failure(&id);
+                } else {
+                    lookup.on_success(&id, &knows[&id]);
+                }
+            }
+            prop_assert!(lookup.is_finished());
+            let merged = lookup.closest_succeeded(20);
+            prop_assert!(merged.windows(2).all(|w| target.distance(&w[0].id) < target.distance(&w[1].id)));
+        }
     }
 
     proptest! {

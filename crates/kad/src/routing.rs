@@ -24,10 +24,22 @@
 //! # Failures
 //! Every request that gets no usable answer counts one failure against its contact; after
 //! [`MAX_FAILURES`] in a row the entry is removed and the newest replacement takes its place.
+//!
+//! # Who may enter at all (Sybil and Eclipse defences)
+//! - **Id puzzle**: a contact whose id does not solve the network's static puzzle
+//!   ([`voidmesh_proto::id_puzzle_ok`] at the table's difficulty) is refused
+//!   ([`Reject::IdPuzzle`]), in a bucket and in a replacement cache alike.
+//! - **Subnet limit**: a bucket holds at most `max_per_subnet` contacts from one /24
+//!   (IPv4) or /48 (IPv6) network; IPv4-mapped IPv6 addresses count as IPv4, loopback
+//!   addresses are exempt ([`subnet_of`]). A newcomer from a subnet that is at its limit
+//!   is refused ([`Reject::SubnetFull`]), an entry is not re-addressed into such a subnet,
+//!   and a replacement is promoted only if its subnet has room. One operator with one
+//!   address block therefore cannot fill a bucket, however many ids it mines.
 
 use crate::timers::after;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use voidmesh_proto::{Contact, Distance, Key, NodeId};
+use voidmesh_proto::{id_puzzle_ok, Contact, Distance, Key, NodeId};
 
 /// Consecutive failed requests after which a contact is dropped from its bucket.
 pub const MAX_FAILURES: u8 = 2;
@@ -41,6 +53,51 @@ pub const PING_IF_SILENT_FOR: Duration = Duration::from_secs(60);
 
 /// Number of buckets: one per bit of the id.
 const NUM_BUCKETS: usize = 256;
+
+/// A network block whose contacts share a per-bucket limit: the first 3 bytes of an IPv4
+/// address or the first 6 bytes of an IPv6 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subnet {
+    /// An IPv4 /24.
+    V4([u8; 3]),
+    /// An IPv6 /48.
+    V6([u8; 6]),
+}
+
+/// The subnet `addr` counts against, or `None` for a loopback address (exempt from the
+/// limit, so many local nodes can run on one machine). An IPv4-mapped IPv6 address counts
+/// as the IPv4 address it carries.
+pub fn subnet_of(addr: &SocketAddr) -> Option<Subnet> {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return None;
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(Subnet::V4([o[0], o[1], o[2]]))
+        }
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            Some(Subnet::V6([o[0], o[1], o[2], o[3], o[4], o[5]]))
+        }
+    }
+}
+
+/// Why [`RoutingTable::offer`] refused a contact outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Its id does not solve the id puzzle.
+    IdPuzzle,
+    /// Its bucket already holds `max_per_subnet` contacts from its subnet.
+    SubnetFull,
+}
 
 /// How we came to know a contact, which decides how much we trust it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +128,8 @@ pub enum Insert {
     Full,
     /// It is the local node.
     Ignored,
+    /// It may not enter the table (neither a bucket nor a replacement cache).
+    Rejected(Reject),
 }
 
 /// One contact in a bucket.
@@ -114,6 +173,24 @@ impl Bucket {
         self.entries.iter().position(|e| e.contact.id == *id)
     }
 
+    /// True if one more contact at `addr` would stay within `limit` per subnet (0: no
+    /// limit), not counting the entry at `skip`.
+    fn subnet_has_room(&self, addr: &SocketAddr, limit: usize, skip: Option<usize>) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let Some(subnet) = subnet_of(addr) else {
+            return true;
+        };
+        let used = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| Some(*i) != skip && subnet_of(&e.contact.addr) == Some(subnet))
+            .count();
+        used < limit
+    }
+
     /// Puts `contact` at the tail of the replacement cache, dropping the oldest if needed.
     fn cache_replacement(&mut self, contact: Contact) {
         self.replacements.retain(|c| c.id != contact.id);
@@ -123,13 +200,17 @@ impl Bucket {
         self.replacements.push(contact);
     }
 
-    /// Removes the entry at `pos` and promotes the newest replacement into its place.
-    fn evict(&mut self, pos: usize, now: Instant) -> Evicted {
+    /// Removes the entry at `pos` and promotes the newest replacement whose subnet has
+    /// room (`limit` per subnet) into its place.
+    fn evict(&mut self, pos: usize, now: Instant, limit: usize) -> Evicted {
         let removed = self.entries.remove(pos);
         if self.pinging == Some(removed.contact.id) {
             self.pinging = None;
         }
-        let promoted = self.replacements.pop();
+        let promoted = (0..self.replacements.len())
+            .rev()
+            .find(|&i| self.subnet_has_room(&self.replacements[i].addr, limit, None))
+            .map(|i| self.replacements.remove(i));
         if let Some(contact) = promoted {
             self.entries.push(Entry {
                 contact,
@@ -164,17 +245,38 @@ pub struct RoutingTable {
     buckets: Vec<Bucket>,
     /// Number of entries over all buckets, so `len` is O(1).
     len: usize,
+    /// Leading zero bits SHA-256(id) must have for a contact to enter (0: any id).
+    id_difficulty: u8,
+    /// Most contacts of one subnet per bucket (0: no limit).
+    max_per_subnet: usize,
 }
 
 impl RoutingTable {
-    /// An empty table around `local_id` with buckets of `k` entries.
+    /// An empty table around `local_id` with buckets of `k` entries, accepting any id and
+    /// any number of contacts per subnet (see [`with_rules`](Self::with_rules)).
     pub fn new(local_id: NodeId, k: usize, now: Instant) -> Self {
         RoutingTable {
             local_id,
             k: k.max(1),
             buckets: (0..NUM_BUCKETS).map(|_| Bucket::new(now)).collect(),
             len: 0,
+            id_difficulty: 0,
+            max_per_subnet: 0,
         }
+    }
+
+    /// Sets the admission rules: the id puzzle's difficulty and the most contacts of one
+    /// subnet per bucket (0: no limit). See the module doc.
+    pub fn with_rules(mut self, id_difficulty: u8, max_per_subnet: usize) -> Self {
+        self.id_difficulty = id_difficulty;
+        self.max_per_subnet = max_per_subnet;
+        self
+    }
+
+    /// True if `contact` could be admitted on its id alone (solves the id puzzle and is not
+    /// the local node). Computes one SHA-256 when the difficulty is not zero.
+    pub fn id_acceptable(&self, id: &NodeId) -> bool {
+        *id != self.local_id && id_puzzle_ok(id, self.id_difficulty)
     }
 
     /// The bucket `id` belongs in; `None` for the local id.
@@ -219,11 +321,15 @@ impl RoutingTable {
             return Insert::Ignored;
         };
         let k = self.k;
-        let bucket = &mut self.buckets[index];
-        if let Some(pos) = bucket.position(&contact.id) {
+        let limit = self.max_per_subnet;
+        if let Some(pos) = self.buckets[index].position(&contact.id) {
+            let bucket = &mut self.buckets[index];
             if seen == Seen::Direct {
                 let mut entry = bucket.entries.remove(pos);
-                entry.contact.addr = contact.addr;
+                // A new address is taken only if its subnet has room in this bucket.
+                if bucket.subnet_has_room(&contact.addr, limit, None) {
+                    entry.contact.addr = contact.addr;
+                }
                 entry.last_seen = now;
                 entry.failures = 0;
                 bucket.entries.push(entry);
@@ -232,6 +338,13 @@ impl RoutingTable {
                 }
             }
             return Insert::Updated;
+        }
+        if !id_puzzle_ok(&contact.id, self.id_difficulty) {
+            return Insert::Rejected(Reject::IdPuzzle);
+        }
+        let bucket = &mut self.buckets[index];
+        if !bucket.subnet_has_room(&contact.addr, limit, None) {
+            return Insert::Rejected(Reject::SubnetFull);
         }
         if bucket.entries.len() < k {
             bucket.replacements.retain(|c| c.id != contact.id);
@@ -265,12 +378,13 @@ impl RoutingTable {
     /// the newest replacement.
     pub fn ping_failed(&mut self, now: Instant, id: &NodeId) -> Option<Evicted> {
         let index = self.bucket_of(id)?;
+        let limit = self.max_per_subnet;
         let bucket = &mut self.buckets[index];
         if bucket.pinging == Some(*id) {
             bucket.pinging = None;
         }
         let pos = bucket.position(id)?;
-        let evicted = bucket.evict(pos, now);
+        let evicted = bucket.evict(pos, now, limit);
         if evicted.promoted.is_none() {
             self.len -= 1;
         }
@@ -281,6 +395,7 @@ impl RoutingTable {
     /// evicted (and returned); a contact only in a replacement cache is dropped from it.
     pub fn record_failure(&mut self, now: Instant, id: &NodeId) -> Option<Evicted> {
         let index = self.bucket_of(id)?;
+        let limit = self.max_per_subnet;
         let bucket = &mut self.buckets[index];
         let Some(pos) = bucket.position(id) else {
             bucket.replacements.retain(|c| c.id != *id);
@@ -291,7 +406,7 @@ impl RoutingTable {
         if entry.failures < MAX_FAILURES {
             return None;
         }
-        let evicted = bucket.evict(pos, now);
+        let evicted = bucket.evict(pos, now, limit);
         if evicted.promoted.is_none() {
             self.len -= 1;
         }
@@ -408,6 +523,18 @@ impl RoutingTable {
                 }
                 if self.bucket_of(&e.contact.id) != Some(i) {
                     return Err(format!("{:?} is in bucket {i}", e.contact.id));
+                }
+                if !id_puzzle_ok(&e.contact.id, self.id_difficulty) {
+                    return Err(format!("{:?} fails the id puzzle", e.contact.id));
+                }
+                let subnet = subnet_of(&e.contact.addr);
+                let same = bucket
+                    .entries
+                    .iter()
+                    .filter(|o| subnet.is_some() && subnet_of(&o.contact.addr) == subnet)
+                    .count();
+                if self.max_per_subnet > 0 && same > self.max_per_subnet {
+                    return Err(format!("bucket {i} holds {same} contacts of {subnet:?}"));
                 }
                 if !seen.insert(e.contact.id) {
                     return Err(format!("{:?} appears twice", e.contact.id));
@@ -628,15 +755,154 @@ mod tests {
         }
     }
 
+    fn at(id: Key, ip: [u8; 4]) -> Contact {
+        Contact {
+            id,
+            addr: SocketAddr::from((ip, 4000)),
+        }
+    }
+
+    /// An id that solves the puzzle at `difficulty` iff `solves`, in bucket 255 of the zero id.
+    fn puzzle_id(difficulty: u8, solves: bool, skip: usize) -> Key {
+        (0u32..)
+            .map(|n| {
+                let mut raw = [0x80u8; 32];
+                raw[28..].copy_from_slice(&n.to_be_bytes());
+                Key(raw)
+            })
+            .filter(|id| id_puzzle_ok(id, difficulty) == solves)
+            .nth(skip)
+            .unwrap()
+    }
+
+    #[test]
+    fn should_not_add_an_id_failing_the_puzzle() {
+        let now = epoch();
+        let mut t = RoutingTable::new(Key([0; 32]), 1, now).with_rules(6, 0);
+        let bad = puzzle_id(6, false, 0);
+        for seen in [Seen::Direct, Seen::Indirect] {
+            assert_eq!(
+                t.offer(now, contact(bad, 1), seen),
+                Insert::Rejected(Reject::IdPuzzle)
+            );
+        }
+        assert!(t.is_empty());
+        let good = puzzle_id(6, true, 0);
+        assert_eq!(
+            t.offer(now, contact(good, 1), Seen::Direct),
+            Insert::Inserted
+        );
+        // Not even the replacement cache of a full bucket takes a failing id: after the
+        // entry's eviction nobody is promoted.
+        let later = now + PING_IF_SILENT_FOR;
+        assert_eq!(
+            t.offer(later, contact(bad, 1), Seen::Direct),
+            Insert::Rejected(Reject::IdPuzzle)
+        );
+        let evicted = t.ping_failed(later, &good).unwrap();
+        assert_eq!(evicted.promoted, None);
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn at_most_max_per_subnet_contacts_of_one_24_per_bucket() {
+        let now = epoch();
+        let mut t = RoutingTable::new(Key([0; 32]), 20, now).with_rules(0, 2);
+        for n in 0..5 {
+            let got = t.offer(now, at(id_in(255, n), [198, 51, 100, n]), Seen::Direct);
+            let want = if n < 2 {
+                Insert::Inserted
+            } else {
+                Insert::Rejected(Reject::SubnetFull)
+            };
+            assert_eq!(got, want, "contact {n}");
+        }
+        // Another /24, and the same /24 in another bucket, still have room.
+        assert_eq!(
+            t.offer(now, at(id_in(255, 9), [198, 51, 101, 1]), Seen::Direct),
+            Insert::Inserted
+        );
+        assert_eq!(
+            t.offer(now, at(id_in(254, 1), [198, 51, 100, 7]), Seen::Indirect),
+            Insert::Inserted
+        );
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn loopback_is_exempt_from_the_subnet_limit() {
+        let now = epoch();
+        let mut t = RoutingTable::new(Key([0; 32]), 20, now).with_rules(0, 1);
+        for n in 0..10 {
+            let ip = if n % 2 == 0 {
+                [127, 0, 0, 1]
+            } else {
+                [127, 5, 6, n]
+            };
+            assert_eq!(
+                t.offer(now, at(id_in(255, n), ip), Seen::Direct),
+                Insert::Inserted
+            );
+        }
+        let v6 = Contact {
+            id: id_in(255, 20),
+            addr: "[::1]:4000".parse().unwrap(),
+        };
+        assert_eq!(t.offer(now, v6, Seen::Direct), Insert::Inserted);
+    }
+
+    #[test]
+    fn ipv6_subnet_is_the_first_48_bits_and_mapped_ipv4_counts_as_ipv4() {
+        let a: SocketAddr = "[2001:db8:1:ffff::1]:1".parse().unwrap();
+        let b: SocketAddr = "[2001:db8:1:0::2]:1".parse().unwrap();
+        let c: SocketAddr = "[2001:db8:2::1]:1".parse().unwrap();
+        assert_eq!(subnet_of(&a), subnet_of(&b));
+        assert_ne!(subnet_of(&a), subnet_of(&c));
+        let mapped: SocketAddr = "[::ffff:198.51.100.9]:1".parse().unwrap();
+        let plain: SocketAddr = "198.51.100.200:1".parse().unwrap();
+        assert_eq!(subnet_of(&mapped), subnet_of(&plain));
+        assert_eq!(subnet_of(&"[::ffff:127.0.0.1]:1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn entry_is_not_readdressed_into_a_full_subnet() {
+        let now = epoch();
+        let mut t = RoutingTable::new(Key([0; 32]), 20, now).with_rules(0, 1);
+        let _ = t.offer(now, at(id_in(255, 0), [198, 51, 100, 1]), Seen::Direct);
+        let _ = t.offer(now, at(id_in(255, 1), [203, 0, 113, 1]), Seen::Direct);
+        // Contact 1 claims an address in contact 0's subnet: it keeps its old one.
+        let _ = t.offer(now, at(id_in(255, 1), [198, 51, 100, 2]), Seen::Direct);
+        assert!(t.iter().any(|c| *c == at(id_in(255, 1), [203, 0, 113, 1])));
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn promotion_skips_replacements_whose_subnet_is_full() {
+        let start = epoch();
+        let mut t = RoutingTable::new(Key([0; 32]), 2, start).with_rules(0, 1);
+        let _ = t.offer(start, at(id_in(255, 0), [198, 51, 100, 1]), Seen::Direct);
+        let _ = t.offer(start, at(id_in(255, 1), [203, 0, 113, 1]), Seen::Direct);
+        let later = start + PING_IF_SILENT_FOR;
+        // Two newcomers wait: one from contact 1's subnet (cached, newest) and one from
+        // a fresh subnet.
+        let _ = t.offer(later, at(id_in(255, 2), [192, 0, 2, 1]), Seen::Direct);
+        let _ = t.offer(later, at(id_in(255, 3), [203, 0, 113, 9]), Seen::Direct);
+        let evicted = t.ping_failed(later, &id_in(255, 0)).unwrap();
+        assert_eq!(evicted.promoted.map(|c| c.id), Some(id_in(255, 2)));
+        t.check_invariants().unwrap();
+    }
+
     proptest! {
         #[test]
         fn buckets_stay_sets_of_at_most_k_in_the_right_place(
             local in any::<[u8; 32]>(),
             ops in proptest::collection::vec((any::<[u8; 32]>(), 0u8..4, any::<bool>(), 0u8..3), 1..300),
+            max_per_subnet in 0usize..3,
+            id_difficulty in 0u8..3,
         ) {
             let start = epoch();
             let local = Key(local);
-            let mut t = RoutingTable::new(local, 4, start);
+            let mut t = RoutingTable::new(local, 4, start).with_rules(id_difficulty, max_per_subnet);
             let mut known: Vec<Key> = vec![local];
             for (step, (raw, shared_prefix, direct, action)) in ops.into_iter().enumerate() {
                 let now = start + Duration::from_secs(step as u64 * 7);
@@ -645,10 +911,12 @@ mod tests {
                 raw[..usize::from(shared_prefix)].copy_from_slice(&local.0[..usize::from(shared_prefix)]);
                 let id = if action == 2 { known[raw[31] as usize % known.len()] } else { Key(raw) };
                 known.push(id);
+                // Few subnets, so the subnet limit bites.
+                let c = at(id, [10, 0, raw[30] % 3, raw[29]]);
                 match action {
                     0 | 2 => {
                         let seen = if direct { Seen::Direct } else { Seen::Indirect };
-                        if let Insert::Pending { oldest } = t.offer(now, contact(id, 1), seen) {
+                        if let Insert::Pending { oldest } = t.offer(now, c, seen) {
                             if direct {
                                 let _ = t.ping_failed(now, &oldest.id);
                             }

@@ -3,11 +3,20 @@
 //! # Rules
 //! - A record lives until its expiry; an expired record is never returned and is dropped
 //!   on read and by [`RecordStore::expire`].
-//! - Newest wins: a record replaces the held one only if its version is at least as new.
-//!   An equal version is the same record again (idempotent): the value is kept and the
-//!   expiry becomes the later of the two.
-//! - At most `max_records` are held. When full, the record expiring soonest (the newcomer
-//!   included) is the one left out.
+//! - Newest wins: a plain record replaces the held one only if its version is at least as
+//!   new. An equal version is the same record again (idempotent): the value is kept and
+//!   the expiry becomes the later of the two.
+//! - Signed records ([`SignedRecord`], checked by the caller before they get here): one
+//!   replaces the held one only with a higher sequence number; the same sequence number
+//!   with identical bytes is idempotent, with different bytes it is refused (first come,
+//!   first kept). A signed record replaces a plain one under its key (the signature proves
+//!   the key is its owner's), and a plain record never replaces a signed one
+//!   ([`StoreOutcome::RefusedSigned`]).
+//! - The store is bounded twice: at most `max_records` records and at most `max_bytes`
+//!   bytes ([`Self::size_of`]: value, signature fields and a fixed [`RECORD_OVERHEAD`]).
+//!   When a newcomer does not fit, the records expiring soonest are evicted, with a warning
+//!   in the log, but only records expiring before the newcomer: if that is not enough the
+//!   newcomer is the one refused, and nothing is evicted.
 //! - Every record is due for republishing `republish_interval` after it was last stored;
 //!   a copy received from a peer pushes a replica's republish back, since that peer just
 //!   did the work (the Kademlia paper's optimisation). The original publisher's schedule
@@ -18,17 +27,21 @@
 
 use crate::timers::after;
 use bytes::Bytes;
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use voidmesh_proto::{Key, Version};
+use voidmesh_proto::signed::SIGNED_RECORD_FIXED_LEN;
+use voidmesh_proto::{Key, SignedRecord, Version};
+
+/// Bytes every record is charged besides its value (key, bookkeeping, index entries).
+pub const RECORD_OVERHEAD: usize = 128;
 
 /// One stored value and what we need to keep it alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The value.
     pub value: Bytes,
-    /// Its version; a STORE with an older one is refused.
+    /// Its version; a STORE with an older one is refused. For a signed record, its
+    /// sequence number.
     pub version: Version,
     /// When it is dropped.
     pub expires: Instant,
@@ -42,8 +55,10 @@ pub struct Record {
 /// A record's stored form, with its republish time.
 #[derive(Debug, Clone)]
 struct Held {
-    /// The record itself.
+    /// The record itself (for a signed record: its value, sequence number and local expiry).
     record: Record,
+    /// The signed record, for a key that holds one.
+    signed: Option<SignedRecord>,
     /// When it is next republished; its entry in [`RecordStore::republish`].
     republish_at: Instant,
 }
@@ -55,12 +70,19 @@ pub enum StoreOutcome {
     Stored,
     /// The same version was already held; its expiry was extended if later.
     Unchanged,
-    /// A newer version is held.
+    /// A newer version (or, for a signed record, a different record with the same
+    /// sequence number) is held.
     RefusedOlder,
-    /// The store is full and every held record outlives this one.
+    /// The store is full (records or bytes) and every record that would have to go
+    /// outlives this one.
     RefusedFull,
     /// The record has already expired (a TTL of zero).
     RefusedExpired,
+    /// A plain record offered for a key that holds a signed record.
+    RefusedSigned,
+    /// A signed record that does not check out (signature, key), or that could not be
+    /// checked because the node has no Unix time yet.
+    RefusedInvalid,
 }
 
 impl StoreOutcome {
@@ -75,27 +97,50 @@ impl StoreOutcome {
 pub struct RecordStore {
     /// Records by key.
     records: HashMap<Key, Held>,
-    /// `(expiry, key)` of every record: the first is the next to expire, and the one
+    /// `(expiry, key)` of every record: the first is the next to expire, and the first
     /// evicted when the store is full.
     expiries: BTreeSet<(Instant, Key)>,
     /// `(republish time, key)` of every record.
     republish: BTreeSet<(Instant, Key)>,
     /// Most records held.
     max_records: usize,
+    /// Most bytes held (see [`Self::size_of`]).
+    max_bytes: usize,
+    /// Bytes held now.
+    bytes: usize,
     /// Time between republishes of one record.
     republish_interval: Duration,
 }
 
+/// How a newcomer compares with the record held under its key.
+enum Verdict {
+    /// It replaces the held record (or there is none).
+    Replace,
+    /// It is the held record again.
+    Same,
+    /// It is refused.
+    Refuse(StoreOutcome),
+}
+
 impl RecordStore {
-    /// An empty store.
+    /// An empty store of at most `max_records` records and no bound on bytes (see
+    /// [`with_max_bytes`](Self::with_max_bytes)).
     pub fn new(max_records: usize, republish_interval: Duration) -> Self {
         RecordStore {
             records: HashMap::new(),
             expiries: BTreeSet::new(),
             republish: BTreeSet::new(),
             max_records,
+            max_bytes: usize::MAX,
+            bytes: 0,
             republish_interval,
         }
+    }
+
+    /// Bounds the bytes held (see [`Self::size_of`]).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Number of records held (expired ones not yet swept included).
@@ -108,42 +153,128 @@ impl RecordStore {
         self.records.is_empty()
     }
 
-    /// The unexpired record under `key`; an expired one is dropped.
+    /// Bytes held, as counted against the byte bound.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// What one record is charged against the byte bound: its value, the signature
+    /// fields of a signed record, and [`RECORD_OVERHEAD`].
+    pub fn size_of(record: &Record, signed: Option<&SignedRecord>) -> usize {
+        let signed = signed.map_or(0, |s| SIGNED_RECORD_FIXED_LEN + s.salt.len());
+        RECORD_OVERHEAD + record.value.len() + signed
+    }
+
+    /// The unexpired record under `key` (plain or signed); an expired one is dropped.
     pub fn get(&mut self, now: Instant, key: &Key) -> Option<&Record> {
+        self.get_held(now, key).map(|(record, _)| record)
+    }
+
+    /// The unexpired signed record under `key`, if the key holds one.
+    pub fn get_signed(&mut self, now: Instant, key: &Key) -> Option<&SignedRecord> {
+        self.get_held(now, key).and_then(|(_, signed)| signed)
+    }
+
+    /// The unexpired record under `key` with its signed form, if it has one; an expired
+    /// record is dropped.
+    pub fn get_held(
+        &mut self,
+        now: Instant,
+        key: &Key,
+    ) -> Option<(&Record, Option<&SignedRecord>)> {
         let expired = self.records.get(key)?.record.expires <= now;
         if expired {
             self.remove(key);
             return None;
         }
-        self.records.get(key).map(|h| &h.record)
+        self.records
+            .get(key)
+            .map(|h| (&h.record, h.signed.as_ref()))
     }
 
-    /// Offers a record. `from_peer` is true for a STORE received from another node (it
-    /// pushes a replica's republish back); see the module doc for the rules.
+    /// Like [`get_held`](Self::get_held) without dropping an expired record (it is just
+    /// not returned).
+    pub fn peek(&self, now: Instant, key: &Key) -> Option<(&Record, Option<&SignedRecord>)> {
+        self.records
+            .get(key)
+            .filter(|h| h.record.expires > now)
+            .map(|h| (&h.record, h.signed.as_ref()))
+    }
+
+    /// Offers a plain record. `from_peer` is true for a STORE received from another node
+    /// (it pushes a replica's republish back); see the module doc for the rules.
     pub fn put(&mut self, now: Instant, key: Key, record: Record, from_peer: bool) -> StoreOutcome {
+        self.offer(now, key, record, None, from_peer)
+    }
+
+    /// Offers a signed record, already verified by the caller (signature, key, expiry).
+    /// `record` is its local form: the value, `Version(seq)`, the local expiry, the
+    /// replication hint and the publisher flag.
+    pub fn put_signed(
+        &mut self,
+        now: Instant,
+        signed: SignedRecord,
+        record: Record,
+        from_peer: bool,
+    ) -> StoreOutcome {
+        let key = signed.key();
+        self.offer(now, key, record, Some(signed), from_peer)
+    }
+
+    fn verdict(held: &Held, record: &Record, signed: Option<&SignedRecord>) -> Verdict {
+        match (&held.signed, signed) {
+            (Some(_), None) => Verdict::Refuse(StoreOutcome::RefusedSigned),
+            (None, Some(_)) => Verdict::Replace,
+            (Some(old), Some(new)) => {
+                if new.seq > old.seq {
+                    Verdict::Replace
+                } else if new.seq == old.seq && new == old {
+                    Verdict::Same
+                } else {
+                    Verdict::Refuse(StoreOutcome::RefusedOlder)
+                }
+            }
+            (None, None) => {
+                if record.version > held.record.version {
+                    Verdict::Replace
+                } else if record.version == held.record.version {
+                    Verdict::Same
+                } else {
+                    Verdict::Refuse(StoreOutcome::RefusedOlder)
+                }
+            }
+        }
+    }
+
+    fn offer(
+        &mut self,
+        now: Instant,
+        key: Key,
+        record: Record,
+        signed: Option<SignedRecord>,
+        from_peer: bool,
+    ) -> StoreOutcome {
         if record.expires <= now {
             return StoreOutcome::RefusedExpired;
         }
         let republish_at = after(now, self.republish_interval);
-        match self.records.entry(key) {
-            Entry::Occupied(mut held) => {
-                let held = held.get_mut();
+        let verdict = match self.records.get(&key) {
+            Some(held) => Self::verdict(held, &record, signed.as_ref()),
+            None => Verdict::Replace,
+        };
+        match verdict {
+            Verdict::Refuse(outcome) => outcome,
+            Verdict::Same => {
+                let Some(held) = self.records.get_mut(&key) else {
+                    return StoreOutcome::RefusedFull;
+                };
                 let old_expiry = held.record.expires;
                 let old_republish = held.republish_at;
-                let outcome = if record.version < held.record.version {
-                    return StoreOutcome::RefusedOlder;
-                } else if record.version == held.record.version {
-                    held.record.expires = held.record.expires.max(record.expires);
-                    held.record.publisher |= record.publisher;
-                    if from_peer && !held.record.publisher {
-                        held.republish_at = republish_at;
-                    }
-                    StoreOutcome::Unchanged
-                } else {
-                    held.record = record;
+                held.record.expires = held.record.expires.max(record.expires);
+                held.record.publisher |= record.publisher;
+                if from_peer && !held.record.publisher {
                     held.republish_at = republish_at;
-                    StoreOutcome::Stored
-                };
+                }
                 let (new_expiry, new_republish) = (held.record.expires, held.republish_at);
                 if new_expiry != old_expiry {
                     self.expiries.remove(&(old_expiry, key));
@@ -153,26 +284,23 @@ impl RecordStore {
                     self.republish.remove(&(old_republish, key));
                     self.republish.insert((new_republish, key));
                 }
-                outcome
+                StoreOutcome::Unchanged
             }
-            Entry::Vacant(_) => {
-                if self.records.len() >= self.max_records {
-                    let Some(&(soonest, victim)) = self.expiries.first() else {
-                        return StoreOutcome::RefusedFull;
-                    };
-                    if soonest >= record.expires {
-                        tracing::warn!(key = ?key, "record store full; refused a record expiring sooner than all held");
-                        return StoreOutcome::RefusedFull;
-                    }
-                    tracing::warn!(evicted = ?victim, "record store full; evicted the record expiring soonest");
-                    self.remove(&victim);
+            Verdict::Replace => {
+                let size = Self::size_of(&record, signed.as_ref());
+                if !self.make_room(&key, size, record.expires) {
+                    tracing::warn!(?key, size, "record store full; refused a record expiring sooner than those it would displace");
+                    return StoreOutcome::RefusedFull;
                 }
+                self.remove(&key);
+                self.bytes += size;
                 self.expiries.insert((record.expires, key));
                 self.republish.insert((republish_at, key));
                 self.records.insert(
                     key,
                     Held {
                         record,
+                        signed,
                         republish_at,
                     },
                 );
@@ -181,8 +309,47 @@ impl RecordStore {
         }
     }
 
+    /// Makes room for a record of `size` bytes expiring at `expires` under `key` (which
+    /// replaces whatever `key` holds): evicts the records expiring soonest, but only those
+    /// expiring before `expires`. Returns false, evicting nothing, if that is not enough.
+    fn make_room(&mut self, key: &Key, size: usize, expires: Instant) -> bool {
+        let (mut count, mut bytes) = (self.records.len(), self.bytes);
+        if let Some(held) = self.records.get(key) {
+            count -= 1;
+            bytes -= Self::size_of(&held.record, held.signed.as_ref());
+        }
+        count += 1;
+        bytes = bytes.saturating_add(size);
+        let mut victims = Vec::new();
+        for (when, victim) in &self.expiries {
+            if count <= self.max_records && bytes <= self.max_bytes {
+                break;
+            }
+            if victim == key {
+                continue;
+            }
+            if *when >= expires {
+                return false;
+            }
+            if let Some(held) = self.records.get(victim) {
+                count -= 1;
+                bytes -= Self::size_of(&held.record, held.signed.as_ref());
+                victims.push(*victim);
+            }
+        }
+        if count > self.max_records || bytes > self.max_bytes {
+            return false;
+        }
+        for victim in victims {
+            tracing::warn!(evicted = ?victim, for_key = ?key, "record store full; evicted the record expiring soonest");
+            self.remove(&victim);
+        }
+        true
+    }
+
     fn remove(&mut self, key: &Key) -> Option<Record> {
         let held = self.records.remove(key)?;
+        self.bytes -= Self::size_of(&held.record, held.signed.as_ref());
         self.expiries.remove(&(held.record.expires, *key));
         self.republish.remove(&(held.republish_at, *key));
         Some(held.record)
@@ -211,9 +378,9 @@ impl RecordStore {
         self.republish.first().map(|(t, _)| *t)
     }
 
-    /// The records due for republishing at `now` (unexpired ones only), each rescheduled
-    /// one interval later.
-    pub fn take_due_republish(&mut self, now: Instant) -> Vec<(Key, Record)> {
+    /// The records due for republishing at `now` (unexpired ones only), each with its
+    /// signed form if it has one, each rescheduled one interval later.
+    pub fn take_due_republish(&mut self, now: Instant) -> Vec<(Key, Record, Option<SignedRecord>)> {
         let mut due = Vec::new();
         while let Some(&(when, key)) = self.republish.first() {
             if when > now {
@@ -226,15 +393,64 @@ impl RecordStore {
             held.republish_at = after(now, self.republish_interval);
             self.republish.insert((held.republish_at, key));
             if held.record.expires > now {
-                due.push((key, held.record.clone()));
+                due.push((key, held.record.clone(), held.signed.clone()));
             }
         }
         due
     }
 
-    /// Every record held, unexpired or not yet swept.
+    /// Every plain record held, unexpired or not yet swept.
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Record)> + '_ {
-        self.records.iter().map(|(k, h)| (k, &h.record))
+        self.records
+            .iter()
+            .filter(|(_, h)| h.signed.is_none())
+            .map(|(k, h)| (k, &h.record))
+    }
+
+    /// Checks the store's invariants; used by the tests.
+    #[cfg(test)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let bytes: usize = self
+            .records
+            .values()
+            .map(|h| Self::size_of(&h.record, h.signed.as_ref()))
+            .sum();
+        if bytes != self.bytes {
+            return Err(format!(
+                "bytes {} but records add up to {bytes}",
+                self.bytes
+            ));
+        }
+        if self.records.len() > self.max_records || self.bytes > self.max_bytes {
+            return Err(format!(
+                "{} records, {} bytes: over the bounds",
+                self.records.len(),
+                self.bytes
+            ));
+        }
+        if self.expiries.len() != self.records.len() || self.republish.len() != self.records.len() {
+            return Err("index sets out of step with the records".into());
+        }
+        for (key, held) in &self.records {
+            if !self.expiries.contains(&(held.record.expires, *key))
+                || !self.republish.contains(&(held.republish_at, *key))
+            {
+                return Err(format!("{key:?} missing from an index"));
+            }
+            if let Some(signed) = &held.signed {
+                if signed.key() != *key {
+                    return Err(format!("signed record under the wrong key {key:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every signed record held with its local form, unexpired or not yet swept.
+    pub fn iter_signed(&self) -> impl Iterator<Item = (&SignedRecord, &Record)> + '_ {
+        self.records
+            .values()
+            .filter_map(|h| h.signed.as_ref().map(|s| (s, &h.record)))
     }
 }
 
@@ -242,6 +458,7 @@ impl RecordStore {
 mod tests {
     use super::*;
     use crate::test_support::epoch;
+    use proptest::prelude::*;
 
     fn record(value: &'static [u8], version: u64, expires: Instant) -> Record {
         Record {
@@ -364,9 +581,174 @@ mod tests {
         let due: Vec<Key> = s
             .take_due_republish(now + hour)
             .into_iter()
-            .map(|(k, _)| k)
+            .map(|(k, _, _)| k)
             .collect();
         assert_eq!(due, vec![Key([2; 32])]);
         assert_eq!(s.next_republish(), Some(half + hour));
+    }
+
+    fn sized(len: usize, version: u64, expires: Instant) -> Record {
+        Record {
+            value: Bytes::from(vec![0; len]),
+            ..record(b"", version, expires)
+        }
+    }
+
+    #[test]
+    fn byte_bound_evicts_the_records_expiring_soonest() {
+        let now = epoch();
+        let secs = |n| now + Duration::from_secs(n);
+        let each = RECORD_OVERHEAD + 100;
+        let mut s = RecordStore::new(100, Duration::from_secs(3600)).with_max_bytes(3 * each);
+        for n in 1..=3u8 {
+            let _ = s.put(
+                now,
+                Key([n; 32]),
+                sized(100, 1, secs(u64::from(n) * 10)),
+                true,
+            );
+        }
+        assert_eq!(s.bytes(), 3 * each);
+        // Needs the room of two records: the two expiring soonest go.
+        let big = sized(100 + each, 1, secs(100));
+        assert_eq!(s.put(now, Key([9; 32]), big, true), StoreOutcome::Stored);
+        assert!(s.get(now, &Key([1; 32])).is_none());
+        assert!(s.get(now, &Key([2; 32])).is_none());
+        assert!(s.get(now, &Key([3; 32])).is_some());
+        s.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn byte_bound_refuses_without_evicting_when_too_little_expires_sooner() {
+        let now = epoch();
+        let secs = |n| now + Duration::from_secs(n);
+        let each = RECORD_OVERHEAD + 100;
+        let mut s = RecordStore::new(100, Duration::from_secs(3600)).with_max_bytes(3 * each);
+        for n in 1..=3u8 {
+            let _ = s.put(
+                now,
+                Key([n; 32]),
+                sized(100, 1, secs(u64::from(n) * 10)),
+                true,
+            );
+        }
+        // Needs two records' room but only one expires before it: refused, all kept.
+        let big = sized(100 + each, 1, secs(15));
+        assert_eq!(
+            s.put(now, Key([9; 32]), big, true),
+            StoreOutcome::RefusedFull
+        );
+        assert_eq!(s.len(), 3);
+        // Larger than the whole bound: refused.
+        let huge = sized(3 * each, 1, secs(1000));
+        assert_eq!(
+            s.put(now, Key([8; 32]), huge, true),
+            StoreOutcome::RefusedFull
+        );
+        assert_eq!(s.len(), 3);
+        s.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn replacing_a_record_counts_only_the_new_bytes() {
+        let now = epoch();
+        let far = now + Duration::from_secs(100);
+        let each = RECORD_OVERHEAD + 100;
+        let mut s = RecordStore::new(100, Duration::from_secs(3600)).with_max_bytes(2 * each);
+        let _ = s.put(now, Key([1; 32]), sized(100, 1, far), true);
+        let _ = s.put(now, Key([2; 32]), sized(100, 1, far), true);
+        // A newer version of the same size fits in the place of the old one.
+        assert_eq!(
+            s.put(now, Key([1; 32]), sized(100, 2, far), true),
+            StoreOutcome::Stored
+        );
+        assert_eq!(s.bytes(), 2 * each);
+        s.check_invariants().unwrap();
+    }
+
+    fn signed(seq: u64, value: &'static [u8]) -> SignedRecord {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        SignedRecord::sign(
+            &key,
+            Bytes::from_static(b"s"),
+            seq,
+            10,
+            Bytes::from_static(value),
+        )
+        .unwrap()
+    }
+
+    fn local(signed: &SignedRecord, expires: Instant) -> Record {
+        Record {
+            value: signed.value.clone(),
+            version: Version(signed.seq),
+            ..record(b"", 0, expires)
+        }
+    }
+
+    #[test]
+    fn signed_records_need_a_higher_sequence_and_are_never_shadowed_by_plain_ones() {
+        let now = epoch();
+        let far = now + Duration::from_secs(100);
+        let mut s = RecordStore::new(10, Duration::from_secs(3600));
+        let v2 = signed(2, b"two");
+        let key = v2.key();
+        let _ = s.put(now, key, record(b"plain", 7, far), true);
+        assert_eq!(
+            s.put_signed(now, v2.clone(), local(&v2, far), true),
+            StoreOutcome::Stored
+        );
+        assert_eq!(
+            s.put(now, key, record(b"plain", 8, far), true),
+            StoreOutcome::RefusedSigned
+        );
+        let v1 = signed(1, b"one");
+        assert_eq!(
+            s.put_signed(now, v1.clone(), local(&v1, far), true),
+            StoreOutcome::RefusedOlder
+        );
+        let other2 = signed(2, b"other");
+        assert_eq!(
+            s.put_signed(now, other2.clone(), local(&other2, far), true),
+            StoreOutcome::RefusedOlder
+        );
+        assert_eq!(
+            s.put_signed(now, v2.clone(), local(&v2, far), true),
+            StoreOutcome::Unchanged
+        );
+        assert_eq!(s.get_signed(now, &key), Some(&v2));
+        assert_eq!(s.iter().count(), 0);
+        assert_eq!(s.iter_signed().count(), 1);
+        s.check_invariants().unwrap();
+    }
+
+    proptest! {
+        /// Whatever is offered, the store stays within both bounds and its indexes and
+        /// byte count stay consistent.
+        #[test]
+        fn store_stays_within_its_bounds(
+            ops in proptest::collection::vec((0u8..12, 0usize..600, 1u64..4, 1u64..60, 0u8..5), 1..200),
+            max_records in 1usize..8,
+            max_bytes in 0usize..3000,
+        ) {
+            let start = epoch();
+            let mut s = RecordStore::new(max_records, Duration::from_secs(30)).with_max_bytes(max_bytes);
+            for (step, (key, len, version, ttl, action)) in ops.into_iter().enumerate() {
+                let now = start + Duration::from_secs(step as u64);
+                let expires = now + Duration::from_secs(ttl);
+                match action {
+                    0 => { let _ = s.expire(now); }
+                    1 => { let _ = s.take_due_republish(now); }
+                    2 => {
+                        let r = signed(version, b"sig");
+                        let _ = s.put_signed(now, r.clone(), local(&r, expires), true);
+                    }
+                    _ => { let _ = s.put(now, Key([key; 32]), sized(len, version, expires), action == 3); }
+                }
+                if let Err(e) = s.check_invariants() {
+                    return Err(TestCaseError::fail(e));
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,16 @@
 //! vanish without a word, so only the senders' own deadlines notice. A down node is never
 //! driven.
 //!
-//! The network reads no clock either: the caller hands it the first [`Instant`].
+//! The network reads no clock either: the caller hands it the first [`Instant`], and the
+//! Unix time at that instant is [`UNIX_EPOCH_SECS`] (every node is told so with
+//! [`Kademlia::set_unix_time`]).
+//!
+//! Each node gets its own /24 (`10.a.b.1`), so the per-subnet bucket limit never bites
+//! between honest nodes, and, when the configuration sets an id puzzle, ids that solve it.
+//!
+//! A node can also be an [`Adversary`]: the network then answers requests to it with a
+//! fabricated reply (or none) instead of asking its state machine, which still runs
+//! (it joined like everybody else).
 //!
 //! ```
 //! use voidmesh_kad::{testing::{DriveError, Network}, Config};
@@ -28,13 +37,17 @@
 //! ```
 
 use crate::{Config, Event, Kademlia, QueryId, RequestFailure, RequestId};
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
-use voidmesh_proto::{Contact, KadMessage, Key, NodeId};
+use voidmesh_proto::{id_puzzle_ok, Contact, KadMessage, Key, NodeId, SignedRecord, Version};
+
+/// The Unix time (seconds) at the network's first instant.
+pub const UNIX_EPOCH_SECS: u64 = 1_800_000_000;
 
 /// Steps [`Network::drive`] takes before it gives up, unless changed with
 /// [`Network::set_max_steps`].
@@ -63,6 +76,29 @@ pub enum NodeState {
     Silent,
 }
 
+/// How an adversarial node answers the requests it receives (it never calls its own
+/// `handle_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adversary {
+    /// Never answers: every request to it times out.
+    Drop,
+    /// Answers FIND_NODE and FIND_VALUE with k made-up contacts whose ids share the
+    /// target's first 8 bytes (nearer than any real node) at addresses where nobody
+    /// listens; claims to store every STORE and keeps nothing.
+    FakeContacts,
+    /// Eclipse attack by colluders: answers FIND_NODE and FIND_VALUE with the k adversaries
+    /// nearest the target (real nodes that answer the same way) and never with a value;
+    /// claims to store every STORE and keeps nothing.
+    Eclipse,
+    /// Answers FIND_VALUE with a made-up value under a version far in the future (so it
+    /// would win any newest-wins comparison); everything else honestly.
+    WrongValue,
+    /// Answers FIND_VALUE with a signed record for the key that does not verify (a copy of
+    /// the honest answer with another value, or a made-up record if it holds none);
+    /// everything else honestly.
+    ForgedSigned,
+}
+
 /// One simulated node.
 #[derive(Clone)]
 struct SimNode {
@@ -74,6 +110,8 @@ struct SimNode {
     state: NodeState,
     /// Events it emitted with the time they came out, oldest first, until taken.
     events: Vec<(Instant, Event)>,
+    /// How it answers if it is adversarial.
+    adversary: Option<Adversary>,
 }
 
 /// What travels between nodes.
@@ -157,6 +195,14 @@ pub struct Network {
     max_steps: u64,
     /// Messages delivered so far (requests and responses).
     delivered: u64,
+    /// The first instant; Unix time [`UNIX_EPOCH_SECS`].
+    epoch: Instant,
+    /// What happens to requests for ids no node has (made-up contacts).
+    unknown_peers: NodeState,
+    /// Indices of the adversarial nodes.
+    adversaries: Vec<usize>,
+    /// Draws adversaries' made-up ids and values.
+    adversary_rng: StdRng,
 }
 
 impl Network {
@@ -174,11 +220,16 @@ impl Network {
             steps: 0,
             max_steps: DEFAULT_MAX_STEPS,
             delivered: 0,
+            epoch,
+            unknown_peers: NodeState::Unreachable,
+            adversaries: Vec::new(),
+            adversary_rng: StdRng::seed_from_u64(0x00ad_5e55),
         }
     }
 
-    /// A network of `n` nodes with random ids drawn from `seed`; node `i` runs `config`
-    /// with its RNG seeded from `seed` and `i`. Nobody knows anybody yet.
+    /// A network of `n` nodes with random ids drawn from `seed` (ids that solve the id
+    /// puzzle if `config.id_difficulty` asks for one); node `i` runs `config` with its RNG
+    /// seeded from `seed` and `i`. Nobody knows anybody yet.
     pub fn with_nodes(
         n: usize,
         config: &Config,
@@ -193,25 +244,34 @@ impl Network {
                 rng_seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 ..config.clone()
             };
-            net.add_node(Key(rng.gen()), config);
+            let id = loop {
+                let id = Key(rng.gen());
+                if id_puzzle_ok(&id, config.id_difficulty) {
+                    break id;
+                }
+            };
+            net.add_node(id, config);
         }
         net
     }
 
-    /// Adds a node with `id`; returns its index. Its address is made up from the index.
+    /// Adds a node with `id`; returns its index. Its address is made up from the index:
+    /// `10.a.b.1`, one /24 per node.
     pub fn add_node(&mut self, id: NodeId, config: Config) -> usize {
         let index = self.nodes.len();
-        let octets = (index as u32 + 1).to_be_bytes();
-        let ip = Ipv4Addr::new(10, octets[1], octets[2], octets[3]);
+        let ip = Ipv4Addr::from(0x0a00_0001u32.wrapping_add((index as u32) << 8));
         let contact = Contact {
             id,
             addr: SocketAddr::new(ip.into(), 4000),
         };
+        let mut kad = Kademlia::new(id, config, self.now);
+        kad.set_unix_time(self.now, self.unix_time());
         self.nodes.push(SimNode {
-            kad: Kademlia::new(id, config, self.now),
+            kad,
             contact,
             state: NodeState::Up,
             events: Vec::new(),
+            adversary: None,
         });
         self.by_id.insert(id, index);
         self.scheduled.push(None);
@@ -232,6 +292,33 @@ impl Network {
     /// The virtual time.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The Unix time (seconds) at the virtual time.
+    pub fn unix_time(&self) -> u64 {
+        UNIX_EPOCH_SECS + (self.now - self.epoch).as_secs()
+    }
+
+    /// Makes node `i` adversarial (or honest again with `None`); see [`Adversary`].
+    pub fn set_adversary(&mut self, i: usize, adversary: Option<Adversary>) {
+        self.nodes[i].adversary = adversary;
+        self.adversaries.retain(|&a| a != i);
+        if adversary.is_some() {
+            self.adversaries.push(i);
+        }
+    }
+
+    /// Whether node `i` is adversarial.
+    pub fn adversary(&self, i: usize) -> Option<Adversary> {
+        self.nodes[i].adversary
+    }
+
+    /// Sets what happens to requests for ids no node has (e.g. made-up contacts):
+    /// [`NodeState::Unreachable`] (the default: they fail after one latency) or
+    /// [`NodeState::Silent`] (they time out, as a connection attempt to an address where
+    /// nobody listens usually does).
+    pub fn set_unknown_peers(&mut self, state: NodeState) {
+        self.unknown_peers = state;
     }
 
     /// Node `i`'s state machine, to inspect it.
@@ -422,6 +509,15 @@ impl Network {
                 message,
             } => {
                 let outcome = match self.nodes[to].state {
+                    NodeState::Up if self.nodes[to].adversary.is_some() => {
+                        let sender = self.nodes[from].contact;
+                        let answer = self.adversary_answer(to, sender, message);
+                        self.flush(to);
+                        match answer {
+                            Some(reply) => Ok(reply),
+                            None => return,
+                        }
+                    }
                     NodeState::Up => {
                         let sender = self.nodes[from].contact;
                         let reply = self.nodes[to].kad.handle_request(now, sender, message);
@@ -463,6 +559,7 @@ impl Network {
                     request: transmit.request,
                     message: transmit.message,
                 }),
+                None if self.unknown_peers == NodeState::Silent => {}
                 None => self.enqueue(Payload::Response {
                     to: i,
                     request: transmit.request,
@@ -479,6 +576,105 @@ impl Network {
             if let Some(at) = wake {
                 self.timers.push(Reverse((at, i)));
             }
+        }
+    }
+}
+
+impl Network {
+    /// The reply adversarial node `i` fabricates for `message` from `from`; `None` for
+    /// silence.
+    fn adversary_answer(
+        &mut self,
+        i: usize,
+        from: Contact,
+        message: KadMessage,
+    ) -> Option<KadMessage> {
+        let behaviour = self.nodes[i].adversary?;
+        let k = self.nodes[i].kad.config().k;
+        let target = match &message {
+            KadMessage::FindNode { target } => Some(*target),
+            KadMessage::FindValue { key } => Some(*key),
+            _ => None,
+        };
+        let value_lookup = matches!(message, KadMessage::FindValue { .. });
+        let contacts_reply = |contacts: Vec<Contact>| {
+            if value_lookup {
+                KadMessage::ValueNotFound { contacts }
+            } else {
+                KadMessage::FindNodeReply { contacts }
+            }
+        };
+        let now = self.now;
+        match (behaviour, target, &message) {
+            (Adversary::Drop, _, _) => None,
+            (Adversary::FakeContacts, Some(target), _) => {
+                let contacts = (0..k)
+                    .map(|_| {
+                        let mut id = target.0;
+                        self.adversary_rng.fill(&mut id[8..]);
+                        let host: u8 = self.adversary_rng.gen();
+                        Contact {
+                            id: Key(id),
+                            addr: SocketAddr::from(([198, 51, 100, host], 4000)),
+                        }
+                    })
+                    .collect();
+                Some(contacts_reply(contacts))
+            }
+            (Adversary::Eclipse, Some(target), _) => {
+                let mut colluders: Vec<Contact> = self
+                    .adversaries
+                    .iter()
+                    .filter(|&&a| a != i)
+                    .map(|&a| self.nodes[a].contact)
+                    .collect();
+                colluders.sort_by_key(|c| target.distance(&c.id));
+                colluders.truncate(k);
+                Some(contacts_reply(colluders))
+            }
+            (Adversary::FakeContacts | Adversary::Eclipse, None, KadMessage::Store { key, .. }) => {
+                Some(KadMessage::StoreReply {
+                    key: *key,
+                    stored: true,
+                })
+            }
+            (
+                Adversary::FakeContacts | Adversary::Eclipse,
+                None,
+                KadMessage::StoreSigned { record, .. },
+            ) => Some(KadMessage::StoreReply {
+                key: record.key(),
+                stored: true,
+            }),
+            (Adversary::WrongValue, Some(_), KadMessage::FindValue { .. }) => {
+                let value: Vec<u8> = (0..32).map(|_| self.adversary_rng.gen()).collect();
+                Some(KadMessage::FoundValue {
+                    value: Bytes::from(value),
+                    ttl_secs: 3600,
+                    version: Version(u64::MAX),
+                })
+            }
+            (Adversary::ForgedSigned, Some(key), KadMessage::FindValue { .. }) => {
+                let honest = self.nodes[i].kad.handle_request(now, from, message);
+                let value: Vec<u8> = (0..32).map(|_| self.adversary_rng.gen()).collect();
+                let record = match honest {
+                    KadMessage::FoundSigned { record } => SignedRecord {
+                        value: Bytes::from(value),
+                        seq: record.seq.saturating_add(1),
+                        ..record
+                    },
+                    _ => SignedRecord {
+                        public_key: self.adversary_rng.gen(),
+                        salt: Bytes::copy_from_slice(&key.0),
+                        seq: u64::MAX,
+                        expiry: u64::MAX,
+                        value: Bytes::from(value),
+                        signature: [7; 64],
+                    },
+                };
+                Some(KadMessage::FoundSigned { record })
+            }
+            _ => Some(self.nodes[i].kad.handle_request(now, from, message)),
         }
     }
 }

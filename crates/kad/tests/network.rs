@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use voidmesh_kad::testing::{Network, NodeState};
-use voidmesh_kad::{Config, Event, QueryId};
+use voidmesh_kad::{Config, Event, QueryId, SignedRecord};
 use voidmesh_proto::{Key, Version};
 
 /// One-way latency of every message.
@@ -333,4 +333,273 @@ fn replicas_republish_to_live_nodes_when_holders_fail() {
         "after republishing, {live_holders} live nodes hold the record"
     );
     assert!(get(&mut net, 40, key).is_some());
+}
+
+/// A version as a node would make it at the network's current wall-clock time.
+fn version_now(net: &Network, tie_break: u16) -> Version {
+    Version::new(net.unix_time() * 1000, tie_break)
+}
+
+fn put_value(net: &mut Network, from: usize, key: Key, value: &'static [u8], version: Version) {
+    let query = net.command(from, |kad, now| {
+        kad.put(
+            now,
+            key,
+            Bytes::from_static(value),
+            Duration::from_secs(3600),
+            5,
+            version,
+        )
+    });
+    net.drive().expect("put settles");
+    assert!(matches!(
+        net.take_event(from, query),
+        Some(Event::PutFinished { .. })
+    ));
+}
+
+#[test]
+fn two_puts_from_different_nodes_every_get_returns_the_later() {
+    let mut net = bootstrapped(100, 11);
+    let key = Key([0x3c; 32]);
+    let version = version_now(&net, 1);
+    put_value(&mut net, 10, key, b"first", version);
+    net.run_for(Duration::from_secs(2)).expect("time passes");
+    let version = version_now(&net, 2);
+    put_value(&mut net, 20, key, b"second", version);
+    for node in 0..net.len() {
+        assert_eq!(
+            get(&mut net, node, key),
+            Some(Bytes::from_static(b"second")),
+            "node {node}"
+        );
+    }
+    // Nobody holds the first value any more.
+    let now = net.now();
+    for node in 0..net.len() {
+        assert_ne!(
+            net.kad(node).local_value(now, &key),
+            Some(Bytes::from_static(b"first")),
+            "node {node} still holds the first value"
+        );
+    }
+}
+
+/// Node `h`, nearest to the key, holds version 1, misses version 2 while partitioned,
+/// comes back and rejoins. Returns the network, the key and `h`.
+fn holder_misses_an_update(seed: u64) -> (Network, Key, usize) {
+    let mut net = bootstrapped(100, seed);
+    let h = 42;
+    // The key is h's own id: h is the node nearest to it.
+    let key = net.contact(h).id;
+    let version = version_now(&net, 1);
+    put_value(&mut net, 1, key, b"v1", version);
+    assert_eq!(
+        net.kad(h).local_value(net.now(), &key),
+        Some(Bytes::from_static(b"v1"))
+    );
+    net.set_alive(h, false);
+    net.run_for(Duration::from_secs(5)).expect("time passes");
+    let version = version_now(&net, 2);
+    put_value(&mut net, 2, key, b"v2", version);
+    net.set_alive(h, true);
+    assert_eq!(
+        net.kad(h).local_value(net.now(), &key),
+        Some(Bytes::from_static(b"v1")),
+        "h missed the update"
+    );
+    // Back online, h rejoins through a node it knows.
+    let seed_contact = net.contact(0);
+    let query = net.command(h, |kad, now| kad.bootstrap(now, &[seed_contact]));
+    net.drive().expect("rejoin settles");
+    assert!(net.take_event(h, query).is_some());
+    (net, key, h)
+}
+
+#[test]
+fn partitioned_holder_reads_the_newer_value_and_repairs_its_own_copy() {
+    let (mut net, key, h) = holder_misses_an_update(12);
+    assert_eq!(get(&mut net, h, key), Some(Bytes::from_static(b"v2")));
+    assert_eq!(
+        net.kad(h).local_value(net.now(), &key),
+        Some(Bytes::from_static(b"v2"))
+    );
+}
+
+#[test]
+fn partitioned_holder_is_repaired_by_the_next_get_of_another_node() {
+    let (mut net, key, h) = holder_misses_an_update(13);
+    let holder = net.contact(h).id;
+    // A node that knows h as the nearest to the key asks it in its first round.
+    let getter = (0..net.len())
+        .find(|&g| {
+            g != h && net.kad(g).closest_contacts(&key, 1).first().map(|c| c.id) == Some(holder)
+        })
+        .expect("some node knows h as nearest");
+    assert_eq!(get(&mut net, getter, key), Some(Bytes::from_static(b"v2")));
+    net.drive().expect("repair settles");
+    assert_eq!(
+        net.kad(h).local_value(net.now(), &key),
+        Some(Bytes::from_static(b"v2")),
+        "the stale holder was repaired"
+    );
+    assert!(net.kad(getter).stats().read_repairs >= 1);
+}
+
+fn owner_key(n: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+}
+
+fn sign(net: &Network, seq: u64, value: &'static [u8]) -> SignedRecord {
+    SignedRecord::sign(
+        &owner_key(1),
+        Bytes::from_static(b"presence"),
+        seq,
+        net.unix_time() + 3600,
+        Bytes::from_static(value),
+    )
+    .expect("valid lengths")
+}
+
+fn put_signed(net: &mut Network, from: usize, record: SignedRecord) -> usize {
+    let query = net
+        .command(from, |kad, now| kad.put_signed(now, record, 5))
+        .expect("the record checks out");
+    net.drive().expect("put settles");
+    match net.take_event(from, query) {
+        Some(Event::PutFinished {
+            stored_remote,
+            stored_local,
+            ..
+        }) => stored_remote + usize::from(stored_local),
+        other => panic!("expected PutFinished, got {other:?}"),
+    }
+}
+
+fn get_signed(net: &mut Network, node: usize, key: Key) -> Option<SignedRecord> {
+    let query = net.command(node, |kad, now| kad.get_signed(now, key));
+    net.drive().expect("get settles");
+    match net.take_event(node, query) {
+        Some(Event::GetFinished { signed, .. }) => signed,
+        other => panic!("node {node}: expected GetFinished, got {other:?}"),
+    }
+}
+
+#[test]
+fn signed_record_updates_reach_every_node_and_forgeries_are_refused_everywhere() {
+    let mut net = bootstrapped(100, 14);
+    let v1 = sign(&net, 1, b"online at 10.1.2.3");
+    let key = v1.key();
+    assert_eq!(put_signed(&mut net, 7, v1.clone()), 5);
+    let v2 = sign(&net, 2, b"online at 10.9.9.9");
+    assert_eq!(put_signed(&mut net, 7, v2.clone()), 5);
+    let holders: Vec<usize> = (0..net.len())
+        .filter(|&i| net.kad(i).signed_records().any(|(r, _)| r.key() == key))
+        .collect();
+    assert!(holders.len() >= 5);
+
+    // A replay of the older record is refused by every holder.
+    assert_eq!(put_signed(&mut net, 60, v1.clone()), 0, "replay stored");
+    // A forged record (valid for none of the checks) sent straight to every holder, by a
+    // node that skips its own checks, is refused too: bad signature, and a record for
+    // another key signed by the attacker's own key under the owner's salt.
+    let mut bad_signature = v2.clone();
+    bad_signature.seq = 3;
+    bad_signature.value = Bytes::from_static(b"mallory");
+    let other_key = SignedRecord::sign(
+        &owner_key(66),
+        v2.salt.clone(),
+        4,
+        v2.expiry,
+        Bytes::from_static(b"mallory"),
+    )
+    .expect("valid lengths");
+    let attacker = net.contact(60);
+    for &h in &holders {
+        for forged in [&bad_signature, &v1] {
+            let reply = net.command(h, |kad, now| {
+                kad.handle_request(
+                    now,
+                    attacker,
+                    voidmesh_proto::KadMessage::StoreSigned {
+                        record: forged.clone(),
+                        replication: 5,
+                    },
+                )
+            });
+            assert!(
+                matches!(
+                    reply,
+                    voidmesh_proto::KadMessage::StoreReply { stored: false, .. }
+                ),
+                "holder {h} took a forged record"
+            );
+        }
+        let _ = net.command(h, |kad, now| {
+            kad.handle_request(
+                now,
+                attacker,
+                voidmesh_proto::KadMessage::StoreSigned {
+                    record: other_key.clone(),
+                    replication: 5,
+                },
+            )
+        });
+    }
+    net.drive().expect("settles");
+    for node in 0..net.len() {
+        assert_eq!(
+            get_signed(&mut net, node, key),
+            Some(v2.clone()),
+            "node {node}"
+        );
+        // A plain GET of the key reads the signed value too.
+        assert_eq!(
+            get(&mut net, node, key),
+            Some(v2.value.clone()),
+            "node {node}"
+        );
+    }
+}
+
+#[test]
+fn ids_failing_the_puzzle_never_enter_a_routing_table() {
+    let epoch = Instant::now();
+    let config = Config {
+        id_difficulty: 6,
+        ..config()
+    };
+    let mut net = Network::with_nodes(40, &config, 15, epoch, LATENCY);
+    // A Sybil with a cheap id joins too.
+    let sybil_id = (0u8..)
+        .map(|n| Key([n; 32]))
+        .find(|id| !voidmesh_proto::id_puzzle_ok(id, 6))
+        .expect("a failing id");
+    let sybil = net.add_node(sybil_id, config.clone());
+    let _ = net.command(0, |kad, now| kad.bootstrap(now, &[]));
+    net.drive().expect("settles");
+    let seed_contact = net.contact(0);
+    for i in 1..net.len() {
+        let _ = net.command(i, |kad, now| kad.bootstrap(now, &[seed_contact]));
+        net.drive().expect("bootstrap settles");
+    }
+    for i in 0..net.len() {
+        let contacts = net.kad(i).contacts();
+        assert!(
+            contacts
+                .iter()
+                .all(|c| voidmesh_proto::id_puzzle_ok(&c.id, 6)),
+            "node {i} holds an id failing the puzzle"
+        );
+        if i != sybil {
+            assert!(
+                contacts.len() >= 10,
+                "node {i} knows {} nodes",
+                contacts.len()
+            );
+        }
+    }
+    assert!(net.kad(0).stats().puzzle_refused > 0);
+    // The Sybil learns nobody: every node refused to talk to it.
+    assert!(net.kad(sybil).contacts().len() <= 1);
 }

@@ -10,18 +10,22 @@ mod progress;
 mod query;
 mod serve;
 
-use crate::lookup::Lookup;
+pub use serve::SignedRejection;
+
+use crate::lookup::DisjointLookup;
+use crate::ratelimit::RateLimiter;
 use crate::routing::{Insert, RoutingTable, Seen};
 use crate::store::{Record, RecordStore, StoreOutcome};
 use crate::timers::{after, Deadline, Deadlines, Timer};
 use crate::{Config, Event, QueryId, RequestFailure, RequestId, Stats, Transmit};
 use bytes::Bytes;
-use query::{Expect, FindPurpose, Purpose, PutJob, Query, QueryKind, Request};
+use query::{Expect, FindPurpose, Found, GetJob, Purpose, PutJob, Query, QueryKind, Request};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use serve::remaining_secs;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
-use voidmesh_proto::{Contact, KadMessage, Key, NodeId, Version};
+use voidmesh_proto::{Contact, KadMessage, Key, NodeId, SignedRecord, Version};
 
 /// One Kademlia node's whole protocol state.
 ///
@@ -30,7 +34,8 @@ use voidmesh_proto::{Contact, KadMessage, Key, NodeId, Version};
 /// - (B) inputs: [`handle_request`](Self::handle_request) (a peer asked us something; the
 ///   reply is returned at once), [`handle_response`](Self::handle_response) (the outcome of
 ///   one of our [`Transmit`]s), [`handle_timeout`](Self::handle_timeout).
-/// - (C) commands: `bootstrap`, `add_contact`, `get`, `put`, `find_node`.
+/// - (C) commands: `bootstrap`, `add_contact`, `get`, `get_signed`, `put`, `put_signed`,
+///   `find_node`, `set_unix_time`, `restore_record`, `restore_signed`.
 /// - (D) outputs: after every (B) or (C) call, drain [`poll_transmit`](Self::poll_transmit)
 ///   and [`poll_event`](Self::poll_event) until `None`, then sleep until
 ///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`.
@@ -40,6 +45,10 @@ use voidmesh_proto::{Contact, KadMessage, Key, NodeId, Version};
 /// The node keeps its own deadline for every request it sends (`Config::request_timeout`),
 /// so a driver that never reports an outcome cannot stall a lookup; it should still report
 /// every outcome, because a late answer is still used.
+///
+/// The node reads no clock at all, not even the wall clock: signed records (whose expiry
+/// is a Unix time) and the version sanity check need the driver to call
+/// [`set_unix_time`](Self::set_unix_time) once at start (and whenever it likes after).
 ///
 /// `Clone` takes a snapshot of the whole node, e.g. to fork a simulation.
 #[derive(Clone)]
@@ -72,24 +81,37 @@ pub struct Kademlia {
     next_query: u64,
     /// Counters for tests and benchmarks.
     stats: Stats,
+    /// Token buckets of the peers that send requests.
+    limiter: RateLimiter,
+    /// `(instant, Unix seconds)` from the driver; the Unix time at any later instant is
+    /// extrapolated from it. `None` until [`Kademlia::set_unix_time`] is called.
+    unix_anchor: Option<(Instant, u64)>,
 }
 
 impl Kademlia {
     /// A node with an empty routing table and no records.
     ///
-    /// `k`, `alpha` and `max_replication` below 1 are taken as 1.
+    /// `k`, `alpha`, `max_replication`, `disjoint_paths` and `read_quorum` below 1 are
+    /// taken as 1; `disjoint_paths` above k as k.
     pub fn new(local_id: NodeId, config: Config, now: Instant) -> Self {
+        let k = config.k.max(1);
         let config = Config {
-            k: config.k.max(1),
+            k,
             alpha: config.alpha.max(1),
             max_replication: config.max_replication.max(1),
+            disjoint_paths: config.disjoint_paths.clamp(1, k),
+            read_quorum: config.read_quorum.max(1),
             ..config
         };
         Kademlia {
             local_id,
             rng: StdRng::seed_from_u64(config.rng_seed),
-            table: RoutingTable::new(local_id, config.k, now),
-            store: RecordStore::new(config.max_records, config.republish_interval),
+            table: RoutingTable::new(local_id, config.k, now)
+                .with_rules(config.id_difficulty, config.max_per_subnet),
+            store: RecordStore::new(config.max_records, config.republish_interval)
+                .with_max_bytes(config.max_record_bytes),
+            limiter: RateLimiter::new(config.peer_rate, config.peer_burst),
+            unix_anchor: None,
             queries: HashMap::new(),
             requests: HashMap::new(),
             deadlines: Deadlines::default(),
@@ -126,15 +148,42 @@ impl Kademlia {
         self.table.closest(target, count, None)
     }
 
-    /// Number of records held.
+    /// Number of records held (plain and signed).
     pub fn record_count(&self) -> usize {
         self.store.len()
     }
 
-    /// Every record held (some may have expired but not been swept yet; check
-    /// [`Record::expires`]), e.g. to persist them across restarts.
+    /// Bytes of records held, as counted against `Config::max_record_bytes`.
+    pub fn record_bytes(&self) -> usize {
+        self.store.bytes()
+    }
+
+    /// Every plain record held (some may have expired but not been swept yet; check
+    /// [`Record::expires`]), e.g. to persist them across restarts. Signed records are
+    /// listed by [`signed_records`](Self::signed_records).
     pub fn records(&self) -> impl Iterator<Item = (&Key, &Record)> + '_ {
         self.store.iter()
+    }
+
+    /// Every signed record held, with its local form (replication hint, publisher flag,
+    /// local expiry), e.g. to persist them and reload them with
+    /// [`restore_signed`](Self::restore_signed).
+    pub fn signed_records(&self) -> impl Iterator<Item = (&SignedRecord, &Record)> + '_ {
+        self.store.iter_signed()
+    }
+
+    /// The value this node holds under `key` (plain or signed), without asking anyone: for
+    /// callers that accept a possibly stale copy. [`get`](Self::get) never answers from the
+    /// local copy alone.
+    pub fn local_value(&self, now: Instant, key: &Key) -> Option<Bytes> {
+        self.store.peek(now, key).map(|(r, _)| r.value.clone())
+    }
+
+    /// The Unix time (seconds) at `now`, extrapolated from the last
+    /// [`set_unix_time`](Self::set_unix_time); `None` before the first.
+    pub fn unix_time(&self, now: Instant) -> Option<u64> {
+        let (at, unix) = self.unix_anchor?;
+        Some(unix.saturating_add(now.saturating_duration_since(at).as_secs()))
     }
 
     /// Number of operations still running (commands and internal lookups such as bucket
@@ -173,9 +222,19 @@ impl Kademlia {
     }
 
     /// Offers a contact to the routing table (e.g. one remembered from a past run). It is
-    /// treated as heard from: if its bucket is full, the oldest entry may be pinged.
+    /// treated as heard from: if its bucket is full, the oldest entry may be pinged. A
+    /// contact whose id fails the id puzzle, or whose subnet is at its limit in its
+    /// bucket, is not added.
     pub fn add_contact(&mut self, now: Instant, contact: Contact) {
         self.heard_from(now, contact);
+    }
+
+    /// Tells the node the wall-clock time: `unix_secs` is the Unix time at `now`. Needed
+    /// before signed records can be stored or checked, and for the check that refuses
+    /// plain versions from the future; call it at start and, to follow clock adjustments,
+    /// whenever convenient (e.g. hourly).
+    pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
+        self.unix_anchor = Some((now, unix_secs));
     }
 
     /// Puts a record straight into the local store, with the same rules as a STORE from a
@@ -191,19 +250,76 @@ impl Kademlia {
         self.store.put(now, key, record, false)
     }
 
-    /// Starts a GET: a local copy answers at once, else an iterative FIND_VALUE lookup.
-    ///
-    /// [`Event::GetFinished`] follows exactly once: with the first value a peer returns,
-    /// or `None` when the lookup ends without one or `Config::query_timeout` passes.
-    pub fn get(&mut self, now: Instant, key: Key) -> QueryId {
-        if let Some(record) = self.store.get(now, &key) {
-            let value = Some(record.value.clone());
-            let query = self.new_query_id();
-            self.events
-                .push_back(Event::GetFinished { query, key, value });
-            return query;
+    /// Puts a signed record straight into the local store after the same checks as a
+    /// STORE_SIGNED from a peer (signature, key, expiry against the Unix time, higher
+    /// sequence number), e.g. to reload records persisted before a restart; call
+    /// [`set_unix_time`](Self::set_unix_time) first. `publisher` says whether this node
+    /// published it (it then republishes it with a fresh lookup). Nothing is sent.
+    pub fn restore_signed(
+        &mut self,
+        now: Instant,
+        record: SignedRecord,
+        replication: u8,
+        publisher: bool,
+    ) -> StoreOutcome {
+        match self.check_signed(now, &record.key(), &record, replication, publisher) {
+            Ok(local) => self.store.put_signed(now, record, local, false),
+            Err(SignedRejection::Invalid(voidmesh_proto::SignedRecordError::Expired)) => {
+                StoreOutcome::RefusedExpired
+            }
+            Err(e) => {
+                tracing::warn!(key = ?record.key(), error = %e, "signed record not restored");
+                StoreOutcome::RefusedInvalid
+            }
         }
-        self.start_lookup(now, key, QueryKind::Get { key })
+    }
+
+    /// Starts a GET: an iterative FIND_VALUE lookup that goes on until `read_quorum`
+    /// holders answered (this node's own copy counts as one) or the lookup ends.
+    ///
+    /// [`Event::GetFinished`] follows exactly once, with the newest valid value seen (a
+    /// verified signed record outranks plain values), or `None` when there was none by the
+    /// end of the lookup or `Config::query_timeout`. Holders that answered with an older
+    /// copy, and queried nodes nearer the key than a holder that answered without one, then
+    /// get the newest copy (read repair), this node's own stale copy included.
+    ///
+    /// A local copy is never returned without asking the network, since it may be stale
+    /// (use [`local_value`](Self::local_value) for that, or a `read_quorum` of 1), except
+    /// when this node knows no other node at all.
+    pub fn get(&mut self, now: Instant, key: Key) -> QueryId {
+        self.start_get(now, key, false)
+    }
+
+    /// Starts a GET of a signed record: as [`get`](Self::get), but only verified signed
+    /// records count; [`Event::GetFinished`] carries the one with the highest sequence
+    /// number in `signed`.
+    pub fn get_signed(&mut self, now: Instant, key: Key) -> QueryId {
+        self.start_get(now, key, true)
+    }
+
+    /// Starts a PUT of a signed record: checked like a STORE_SIGNED from a peer (signature,
+    /// key, expiry against the Unix time, so [`set_unix_time`](Self::set_unix_time) must
+    /// have been called), then stored like [`put`](Self::put) under `record.key()` on the
+    /// `replication` closest nodes with STORE_SIGNED. [`Event::PutFinished`] follows.
+    ///
+    /// # Errors
+    /// [`SignedRejection`] when the record would be refused; nothing is sent then.
+    pub fn put_signed(
+        &mut self,
+        now: Instant,
+        record: SignedRecord,
+        replication: u8,
+    ) -> Result<QueryId, SignedRejection> {
+        let key = record.key();
+        let local = self.check_signed(now, &key, &record, replication, true)?;
+        let job = PutJob {
+            key,
+            record: local,
+            signed: Some(record),
+            report: true,
+            storing: None,
+        };
+        Ok(self.start_lookup(now, key, QueryKind::Put(job)))
     }
 
     /// Starts a PUT: a lookup of the closest nodes, then STORE on the `replication`
@@ -233,6 +349,7 @@ impl Kademlia {
         let job = PutJob {
             key,
             record,
+            signed: None,
             report: true,
             storing: None,
         };
@@ -261,11 +378,35 @@ impl Kademlia {
         self.serve(now, from, request)
     }
 
-    /// The outcome of a [`Transmit`]. Outcomes for unknown or finished requests are ignored.
+    /// The outcome of a [`Transmit`], when the transport guarantees that a reply came from
+    /// the peer asked (`Transmit::to`); otherwise use
+    /// [`handle_response_from`](Self::handle_response_from). Outcomes for unknown or
+    /// finished requests are ignored: an answer counts only for an outstanding request id,
+    /// and only once.
     ///
-    /// A reply of the wrong type (or an ERROR reply) counts as a failure. A late answer,
+    /// A reply of the wrong type (or an ERROR reply) counts as a failure, and so does an
+    /// invalid one (a forged signed record, a version from the future). A late answer,
     /// after the request's deadline, still marks the peer alive and still helps a lookup
     /// that is running; once its query finished, only the liveness is kept.
+    pub fn handle_response_from(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        from: NodeId,
+        outcome: Result<KadMessage, RequestFailure>,
+    ) {
+        match self.requests.get(&request) {
+            Some(req) if req.to.id != from => {
+                self.stats.invalid_answers += 1;
+                tracing::debug!(?request, asked = ?req.to.id, answered = ?from, "answer from a peer that was not asked ignored");
+            }
+            _ => self.handle_response(now, request, outcome),
+        }
+    }
+
+    /// The outcome of a [`Transmit`]; the driver vouches that a reply came from the peer
+    /// asked (the transport authenticated it as `Transmit::to`). See
+    /// [`handle_response_from`](Self::handle_response_from) for the rules.
     pub fn handle_response(
         &mut self,
         now: Instant,
@@ -284,8 +425,10 @@ impl Kademlia {
         self.deadlines.remove(req.deadline, deadline);
         match outcome {
             Ok(reply) if req.expect.fits(&reply) => {
-                self.heard_from(now, req.to);
-                self.on_reply(now, &req, reply);
+                // `on_reply` notes the peer as heard from once the answer proved valid.
+                if !self.on_reply(now, &req, reply) && !req.timed_out {
+                    self.on_failure(now, &req, false);
+                }
             }
             other => {
                 if let Ok(reply) = &other {
@@ -398,17 +541,59 @@ impl Kademlia {
         }
     }
 
-    /// Starts a query whose first phase is a lookup of `target`.
+    /// Starts a GET (see [`get`](Self::get)): notes the local copy as the first answer.
+    fn start_get(&mut self, now: Instant, key: Key, signed_only: bool) -> QueryId {
+        let held = self.store.get_held(now, &key).map(|(record, signed)| {
+            let found = match signed {
+                Some(signed) => Found::Signed(signed.clone()),
+                None => Found::Plain {
+                    value: record.value.clone(),
+                    version: record.version,
+                    ttl_secs: remaining_secs(now, record.expires),
+                },
+            };
+            (found, record.replication)
+        });
+        let local_replication = held.as_ref().map(|(_, replication)| *replication);
+        let best = held.map(|(found, _)| found);
+        let job = GetJob {
+            key,
+            signed_only,
+            local: best.as_ref().map(Found::rank),
+            best: best.filter(|f| !signed_only || matches!(f, Found::Signed(_))),
+            answers: Vec::new(),
+            local_replication,
+        };
+        let quorum_met = job.quorum_count() >= self.config.read_quorum;
+        if self.table.is_empty() || quorum_met {
+            let query = self.new_query_id();
+            self.get_finished(now, query, job, None);
+            return query;
+        }
+        self.start_lookup(now, key, QueryKind::Get(job))
+    }
+
+    /// Starts a query whose first phase is a lookup of `target`: over
+    /// `Config::disjoint_paths` paths for GET, PUT and FIND_NODE, over one path for the
+    /// table maintenance of bootstrap and bucket refresh.
     fn start_lookup(&mut self, now: Instant, target: Key, kind: QueryKind) -> QueryId {
         let id = self.new_query_id();
         self.table.touch(&target, now);
         let seeds = self.table.closest(&target, self.config.k, None);
-        let lookup = Lookup::new(
+        let paths = match kind {
+            QueryKind::Bootstrap { .. }
+            | QueryKind::FindNode {
+                purpose: FindPurpose::Refresh { .. },
+            } => 1,
+            _ => self.config.disjoint_paths,
+        };
+        let lookup = DisjointLookup::new(
             target,
             self.local_id,
             seeds,
             self.config.k,
             self.config.alpha,
+            paths,
         );
         let deadline = after(now, self.config.query_timeout);
         self.deadlines.insert(deadline, Deadline::Query(id));

@@ -4,16 +4,19 @@
 //! A query is taken out of the map while it is worked on and put back unless it
 //! finished, so the helpers below can borrow the node mutably without juggling.
 
-use super::query::{FindPurpose, Purpose, PutJob, Query, QueryKind, Request, Storing};
+use super::query::{
+    FindPurpose, Found, GetJob, Purpose, PutJob, Query, QueryKind, Request, Storing,
+};
 use super::serve::remaining_secs;
 use super::Kademlia;
-use crate::lookup::Step;
+use crate::lookup::{DisjointLookup, Step};
+use crate::routing::Seen;
+use crate::store::Record;
 use crate::timers::{after, Deadline};
 use crate::{Event, QueryId, RequestId};
-use bytes::Bytes;
 use rand::Rng;
 use std::time::{Duration, Instant};
-use voidmesh_proto::{Contact, KadMessage};
+use voidmesh_proto::{Contact, KadMessage, Key, SignedRecord, SignedRecordError};
 
 /// Refreshes are never scheduled closer together than this, whatever the configuration.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
@@ -44,37 +47,128 @@ impl Kademlia {
         }
     }
 
-    /// A request got the reply it expected.
-    pub(super) fn on_reply(&mut self, now: Instant, req: &Request, reply: KadMessage) {
+    /// A request got a reply of the type it expected. Returns false if the reply is
+    /// invalid (a forged signed record, a version from the future): the caller then counts
+    /// it as a failure. A valid reply marks the peer as heard from.
+    pub(super) fn on_reply(&mut self, now: Instant, req: &Request, reply: KadMessage) -> bool {
         match (req.purpose, reply) {
-            (Purpose::Lookup(id), KadMessage::FoundValue { value, .. }) => {
-                self.found_value(id, value)
+            (
+                Purpose::Lookup(id),
+                KadMessage::FoundValue {
+                    value,
+                    ttl_secs,
+                    version,
+                },
+            ) => {
+                if self.version_from_future(now, version) {
+                    self.stats.invalid_answers += 1;
+                    tracing::debug!(peer = ?req.to.id, ?version, "value with a version from the future ignored");
+                    return false;
+                }
+                self.heard_from(now, req.to);
+                let found = Found::Plain {
+                    value,
+                    version,
+                    ttl_secs,
+                };
+                self.found(now, id, req.to, found);
+            }
+            (Purpose::Lookup(id), KadMessage::FoundSigned { record }) => {
+                let key = match self.queries.get(&id) {
+                    Some(Query {
+                        kind: QueryKind::Get(job),
+                        ..
+                    }) => job.key,
+                    // The GET is over: only the liveness counts.
+                    _ => {
+                        self.heard_from(now, req.to);
+                        return true;
+                    }
+                };
+                if let Err(e) = self.check_read_signed(now, &key, &record) {
+                    self.stats.invalid_answers += 1;
+                    tracing::debug!(peer = ?req.to.id, ?key, error = %e, "invalid signed record ignored");
+                    return false;
+                }
+                self.heard_from(now, req.to);
+                self.found(now, id, req.to, Found::Signed(record));
             }
             (
                 Purpose::Lookup(id),
                 KadMessage::FindNodeReply { contacts } | KadMessage::ValueNotFound { contacts },
             ) => {
-                let contacts = &contacts[..contacts.len().min(self.config.k)];
-                for contact in contacts {
+                self.heard_from(now, req.to);
+                // Ids failing the puzzle are neither asked nor remembered.
+                let contacts: Vec<Contact> = contacts
+                    .into_iter()
+                    .take(self.config.k)
+                    .filter(|c| self.table.id_acceptable(&c.id))
+                    .collect();
+                for contact in &contacts {
                     // Learned from a third party: inserted only where there is room.
-                    let _ = self
-                        .table
-                        .offer(now, *contact, crate::routing::Seen::Indirect);
+                    let _ = self.table.offer(now, *contact, Seen::Indirect);
                 }
                 let accepted = self
                     .queries
                     .get_mut(&id)
                     .and_then(|q| q.lookup.as_mut())
-                    .is_some_and(|lookup| lookup.on_success(&req.to.id, contacts));
+                    .is_some_and(|lookup| lookup.on_success(&req.to.id, &contacts));
                 if accepted {
                     self.advance(now, id);
                 }
             }
-            (Purpose::PutStore(id), KadMessage::StoreReply { stored, .. }) if !req.timed_out => {
-                self.store_done(id, stored);
+            (Purpose::PutStore(id), KadMessage::StoreReply { stored, .. }) => {
+                self.heard_from(now, req.to);
+                if !req.timed_out {
+                    self.store_done(id, stored);
+                }
             }
             // Pings: hearing from the peer was all that mattered. Replicas: nobody waits.
-            _ => {}
+            _ => self.heard_from(now, req.to),
+        }
+        true
+    }
+
+    /// Checks a signed record a peer returned for `key`: signature and key always, expiry
+    /// once the Unix time is known.
+    fn check_read_signed(
+        &self,
+        now: Instant,
+        key: &Key,
+        record: &SignedRecord,
+    ) -> Result<(), SignedRecordError> {
+        match self.unix_time(now) {
+            Some(unix) => record.validate(key, unix),
+            None if record.key() != *key => Err(SignedRecordError::KeyMismatch),
+            None => record.verify(),
+        }
+    }
+
+    /// A GET's lookup heard a valid copy from `peer`: note it, and finish the GET once
+    /// `read_quorum` holders answered.
+    fn found(&mut self, now: Instant, id: QueryId, peer: Contact, found: Found) {
+        let Some(Query {
+            kind: QueryKind::Get(job),
+            lookup: Some(lookup),
+            ..
+        }) = self.queries.get_mut(&id)
+        else {
+            return;
+        };
+        let rank = found.rank();
+        job.answers.push((peer, rank));
+        // A plain copy does not count for a get_signed (it is still a holder to repair).
+        let counts = !job.signed_only || matches!(found, Found::Signed(_));
+        if counts && job.best.as_ref().is_none_or(|best| rank > best.rank()) {
+            job.best = Some(found);
+        }
+        let accepted = lookup.on_success(&peer.id, &[]);
+        if job.quorum_count() >= self.config.read_quorum {
+            if let Some(query) = self.queries.remove(&id) {
+                self.lookup_finished(now, id, query);
+            }
+        } else if accepted {
+            self.advance(now, id);
         }
     }
 
@@ -162,13 +256,7 @@ impl Kademlia {
         self.stats.lookup_requests += lookup.requests() as u64;
         let closest = lookup.closest_succeeded(self.config.k);
         match query.kind {
-            QueryKind::Get { key } => {
-                self.events.push_back(Event::GetFinished {
-                    query: id,
-                    key,
-                    value: None,
-                });
-            }
+            QueryKind::Get(job) => self.get_finished(now, id, job, Some(&lookup)),
             QueryKind::FindNode {
                 purpose: FindPurpose::User,
             } => {
@@ -190,29 +278,123 @@ impl Kademlia {
         }
     }
 
-    /// A GET's lookup got a value: the GET is over.
+    /// A GET is over: report the newest copy seen, then repair the stale holders.
     ///
-    /// The value is deliberately not cached at the closest peer that lacked it (the
-    /// Kademlia paper's optional caching): that peer may lie outside the replication set,
-    /// where no later PUT of a newer version would reach it, so it would serve the old
-    /// version for the rest of its TTL. Newest-wins matters more here than saving a hop.
-    fn found_value(&mut self, id: QueryId, value: Bytes) {
-        let Some(mut query) = self.queries.remove(&id) else {
-            return;
+    /// The value is deliberately not cached at peers outside the replication set (the
+    /// Kademlia paper's optional caching): a copy there would not be reached by a later
+    /// PUT of a newer version. Repair only goes to holders that answered with an older
+    /// copy and to queried nodes nearer the key than a holder (inside the replication set).
+    pub(super) fn get_finished(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        job: GetJob,
+        lookup: Option<&DisjointLookup>,
+    ) {
+        let (value, signed) = match &job.best {
+            Some(Found::Signed(record)) => (Some(record.value.clone()), Some(record.clone())),
+            Some(Found::Plain { value, .. }) if !job.signed_only => (Some(value.clone()), None),
+            _ => (None, None),
         };
-        let QueryKind::Get { key } = query.kind else {
-            self.queries.insert(id, query);
-            return;
-        };
-        self.clear_deadline(id, &mut query);
+        tracing::debug!(query = ?id, key = ?job.key, found = value.is_some(), holders = job.answers.len(), "get finished");
         self.events.push_back(Event::GetFinished {
             query: id,
-            key,
-            value: Some(value),
+            key: job.key,
+            value,
+            signed,
         });
-        if let Some(lookup) = query.lookup.take() {
-            self.stats.lookups += 1;
-            self.stats.lookup_requests += lookup.requests() as u64;
+        if let Some(best) = &job.best {
+            self.read_repair(now, &job, best, lookup);
+        }
+    }
+
+    /// Sends the newest copy `best` to the GET's stale holders (see
+    /// [`get_finished`](Self::get_finished)); updates this node's own stale copy.
+    fn read_repair(
+        &mut self,
+        now: Instant,
+        job: &GetJob,
+        best: &Found,
+        lookup: Option<&DisjointLookup>,
+    ) {
+        let key = job.key;
+        let best_rank = best.rank();
+        // Nodes nearer the key than a holder of any copy are in the replication set.
+        let farthest_holder = job
+            .answers
+            .iter()
+            .map(|(c, _)| key.distance(&c.id))
+            .chain(job.local.map(|_| key.distance(&self.local_id)))
+            .max();
+        let mut targets: Vec<Contact> = job
+            .answers
+            .iter()
+            .filter(|(_, rank)| *rank < best_rank)
+            .map(|(c, _)| *c)
+            .collect();
+        if let (Some(lookup), Some(farthest)) = (lookup, farthest_holder) {
+            for c in lookup.closest_succeeded(self.config.k) {
+                let answered = job.answers.iter().any(|(a, _)| a.id == c.id);
+                if !answered && key.distance(&c.id) < farthest {
+                    targets.push(c);
+                }
+            }
+        }
+        targets.sort_by_key(|c| key.distance(&c.id));
+        targets.truncate(usize::from(self.config.max_replication));
+        let holders = job.answers.len() + usize::from(job.local.is_some());
+        let replication = job.local_replication.unwrap_or_else(|| {
+            u8::try_from(holders.max(self.config.read_quorum)).unwrap_or(u8::MAX)
+        });
+        let replication = self.clamp_replication(replication);
+        let local_stale = job.local.is_some_and(|rank| rank < best_rank);
+        let message = match best {
+            Found::Plain {
+                value,
+                version,
+                ttl_secs,
+            } => {
+                if *ttl_secs == 0 {
+                    return;
+                }
+                if local_stale {
+                    let record = Record {
+                        value: value.clone(),
+                        version: *version,
+                        expires: after(now, Duration::from_secs(u64::from(*ttl_secs))),
+                        replication,
+                        publisher: false,
+                    };
+                    let outcome = self.store.put(now, key, record, true);
+                    tracing::debug!(?key, ?outcome, "local copy repaired");
+                }
+                KadMessage::Store {
+                    key,
+                    value: value.clone(),
+                    ttl_secs: *ttl_secs,
+                    replication,
+                    version: *version,
+                }
+            }
+            Found::Signed(record) => {
+                if local_stale {
+                    if let Ok(local) = self.check_signed(now, &key, record, replication, false) {
+                        let outcome = self.store.put_signed(now, record.clone(), local, true);
+                        tracing::debug!(?key, ?outcome, "local copy repaired");
+                    }
+                }
+                KadMessage::StoreSigned {
+                    record: record.clone(),
+                    replication,
+                }
+            }
+        };
+        if !targets.is_empty() {
+            tracing::debug!(?key, stale = targets.len(), "read repair");
+        }
+        self.stats.read_repairs += targets.len() as u64;
+        for target in targets {
+            self.send(now, target, message.clone(), Purpose::Replicate);
         }
     }
 
@@ -286,25 +468,23 @@ impl Kademlia {
         let remote_count = replication - usize::from(keep_local && !closest.is_empty());
         let targets = &closest[..closest.len().min(remote_count)];
         let stored_local = keep_local
-            && self
-                .store
-                .put(now, key, job.record.clone(), false)
-                .is_held();
+            && match &job.signed {
+                Some(signed) => {
+                    self.store
+                        .put_signed(now, signed.clone(), job.record.clone(), false)
+                }
+                None => self.store.put(now, key, job.record.clone(), false),
+            }
+            .is_held();
         let storing = Storing {
             awaiting: targets.len(),
             stored_remote: 0,
             stored_local,
         };
         let ttl_secs = remaining_secs(now, job.record.expires);
+        let store = store_message(key, &job.record, job.signed.as_ref(), ttl_secs);
         for target in targets {
-            let store = KadMessage::Store {
-                key,
-                value: job.record.value.clone(),
-                ttl_secs,
-                replication: job.record.replication,
-                version: job.record.version,
-            };
-            self.send(now, *target, store, Purpose::PutStore(id));
+            self.send(now, *target, store.clone(), Purpose::PutStore(id));
         }
         let job = PutJob {
             storing: Some(storing),
@@ -388,11 +568,12 @@ impl Kademlia {
     ///   complete near itself, so this costs no lookup per record per interval. A replica
     ///   that just received a copy from someone else is not due (see the store).
     pub(super) fn republish_due(&mut self, now: Instant) {
-        for (key, record) in self.store.take_due_republish(now) {
+        for (key, record, signed) in self.store.take_due_republish(now) {
             if record.publisher {
                 let job = PutJob {
                     key,
                     record,
+                    signed,
                     report: false,
                     storing: None,
                 };
@@ -406,16 +587,32 @@ impl Kademlia {
             let targets = self
                 .table
                 .closest(&key, usize::from(record.replication), None);
+            let store = store_message(key, &record, signed.as_ref(), ttl_secs);
             for target in targets {
-                let store = KadMessage::Store {
-                    key,
-                    value: record.value.clone(),
-                    ttl_secs,
-                    replication: record.replication,
-                    version: record.version,
-                };
-                self.send(now, target, store, Purpose::Replicate);
+                self.send(now, target, store.clone(), Purpose::Replicate);
             }
         }
+    }
+}
+
+/// The STORE (or STORE_SIGNED) that hands `record` on with `ttl_secs` left.
+fn store_message(
+    key: Key,
+    record: &Record,
+    signed: Option<&SignedRecord>,
+    ttl_secs: u32,
+) -> KadMessage {
+    match signed {
+        Some(signed) => KadMessage::StoreSigned {
+            record: signed.clone(),
+            replication: record.replication,
+        },
+        None => KadMessage::Store {
+            key,
+            value: record.value.clone(),
+            ttl_secs,
+            replication: record.replication,
+            version: record.version,
+        },
     }
 }

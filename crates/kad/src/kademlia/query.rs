@@ -1,10 +1,11 @@
 //! The running operations of a node and the requests they have out.
 
-use crate::lookup::Lookup;
+use crate::lookup::DisjointLookup;
 use crate::store::Record;
 use crate::QueryId;
+use bytes::Bytes;
 use std::time::Instant;
-use voidmesh_proto::{Contact, KadMessage, Key};
+use voidmesh_proto::{Contact, KadMessage, Key, SignedRecord, Version};
 
 /// One running operation.
 #[derive(Debug, Clone)]
@@ -13,7 +14,7 @@ pub(crate) struct Query {
     pub kind: QueryKind,
     /// The iterative search; `None` once the query moved past it (a PUT storing, a
     /// bootstrap waiting for its bucket refreshes).
-    pub lookup: Option<Lookup>,
+    pub lookup: Option<DisjointLookup>,
     /// When the query gives up; its entry in the deadline set, removed once the lookup
     /// phase is over (the phases after it are bounded by request deadlines).
     pub deadline: Option<Instant>,
@@ -22,11 +23,8 @@ pub(crate) struct Query {
 /// What a query does.
 #[derive(Debug, Clone)]
 pub(crate) enum QueryKind {
-    /// A GET: FIND_VALUE until a value arrives or the lookup ends.
-    Get {
-        /// The key looked up.
-        key: Key,
-    },
+    /// A GET: FIND_VALUE until `read_quorum` holders answered or the lookup ends.
+    Get(GetJob),
     /// A PUT, or a publisher's republish: FIND_NODE, then STORE on the closest.
     Put(PutJob),
     /// A FIND_NODE lookup for its own sake.
@@ -39,6 +37,68 @@ pub(crate) enum QueryKind {
         /// Refresh lookups not finished yet (phase two).
         pending_refreshes: usize,
     },
+}
+
+/// How recent a holder's copy is. Any signed record outranks any plain one (a signed
+/// record proves its key's owner wrote it); then higher sequence numbers or versions win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Rank {
+    /// A plain record of this version.
+    Plain(Version),
+    /// A signed record with this sequence number.
+    Signed(u64),
+}
+
+/// A valid copy a GET has seen.
+#[derive(Debug, Clone)]
+pub(crate) enum Found {
+    /// A plain value.
+    Plain {
+        /// The value.
+        value: Bytes,
+        /// Its version.
+        version: Version,
+        /// Seconds it had left when it was read.
+        ttl_secs: u32,
+    },
+    /// A verified signed record.
+    Signed(SignedRecord),
+}
+
+impl Found {
+    /// How recent it is.
+    pub fn rank(&self) -> Rank {
+        match self {
+            Found::Plain { version, .. } => Rank::Plain(*version),
+            Found::Signed(record) => Rank::Signed(record.seq),
+        }
+    }
+}
+
+/// A GET's progress: what it has seen, from whom.
+#[derive(Debug, Clone)]
+pub(crate) struct GetJob {
+    /// The key looked up.
+    pub key: Key,
+    /// True for a [`get_signed`](crate::Kademlia::get_signed): plain values do not count.
+    pub signed_only: bool,
+    /// The newest valid copy seen so far (the local one included).
+    pub best: Option<Found>,
+    /// Peers that answered with a valid copy, and how recent it was.
+    pub answers: Vec<(Contact, Rank)>,
+    /// What this node held when the GET started.
+    pub local: Option<Rank>,
+    /// The replication hint of the local copy, if any.
+    pub local_replication: Option<u8>,
+}
+
+impl GetJob {
+    /// Holders heard from that count toward the read quorum (the local copy included).
+    pub fn quorum_count(&self) -> usize {
+        let counts = |rank: &Rank| !self.signed_only || matches!(rank, Rank::Signed(_));
+        self.answers.iter().filter(|(_, r)| counts(r)).count()
+            + usize::from(self.local.as_ref().is_some_and(counts))
+    }
 }
 
 /// Who a FIND_NODE lookup reports to.
@@ -60,6 +120,9 @@ pub(crate) struct PutJob {
     pub key: Key,
     /// The record (TTL as an absolute expiry, replication already clamped).
     pub record: Record,
+    /// The signed record, for a [`put_signed`](crate::Kademlia::put_signed) (`record` is
+    /// then its local form).
+    pub signed: Option<SignedRecord>,
     /// True for a [`put`](crate::Kademlia::put) command (emit `PutFinished`); false for a
     /// publisher's republish.
     pub report: bool,
@@ -82,7 +145,7 @@ impl QueryKind {
     /// The request a lookup of `target` sends for this kind of query.
     pub fn lookup_request(&self, target: Key) -> KadMessage {
         match self {
-            QueryKind::Get { key } => KadMessage::FindValue { key: *key },
+            QueryKind::Get(job) => KadMessage::FindValue { key: job.key },
             _ => KadMessage::FindNode { target },
         }
     }
@@ -110,7 +173,7 @@ pub(crate) enum Expect {
     StoreReply(Key),
     /// FIND_NODE_REPLY.
     Nodes,
-    /// FIND_VALUE_REPLY (found or not).
+    /// FIND_VALUE_REPLY (found or not) or FOUND_SIGNED.
     Value,
 }
 
@@ -119,6 +182,7 @@ impl Expect {
     pub fn of(request: &KadMessage) -> Expect {
         match request {
             KadMessage::Store { key, .. } => Expect::StoreReply(*key),
+            KadMessage::StoreSigned { record, .. } => Expect::StoreReply(record.key()),
             KadMessage::FindNode { .. } => Expect::Nodes,
             KadMessage::FindValue { .. } => Expect::Value,
             _ => Expect::Pong,
@@ -131,9 +195,12 @@ impl Expect {
             (Expect::Pong, KadMessage::Pong) => true,
             (Expect::StoreReply(key), KadMessage::StoreReply { key: got, .. }) => key == *got,
             (Expect::Nodes, KadMessage::FindNodeReply { .. }) => true,
-            (Expect::Value, KadMessage::FoundValue { .. } | KadMessage::ValueNotFound { .. }) => {
-                true
-            }
+            (
+                Expect::Value,
+                KadMessage::FoundValue { .. }
+                | KadMessage::ValueNotFound { .. }
+                | KadMessage::FoundSigned { .. },
+            ) => true,
             _ => false,
         }
     }

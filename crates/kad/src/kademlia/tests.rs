@@ -4,6 +4,7 @@ use super::*;
 use crate::routing::PING_IF_SILENT_FOR;
 use crate::test_support::epoch;
 use std::net::SocketAddr;
+use voidmesh_proto::SignedRecordError;
 
 fn id(n: u8) -> Key {
     let mut raw = [0u8; 32];
@@ -19,9 +20,16 @@ fn contact(n: u8) -> Contact {
     }
 }
 
+/// The defaults, except: one lookup path, a read quorum of 1 (the first value found
+/// ends a GET) and no subnet limit (every test contact lives in 10.0.0.0/24), so the
+/// basic rules can be checked one request at a time. The tests of those features set
+/// them explicitly.
 fn config() -> Config {
     Config {
         rng_seed: 42,
+        disjoint_paths: 1,
+        read_quorum: 1,
+        max_per_subnet: 0,
         ..Config::default()
     }
 }
@@ -153,7 +161,8 @@ fn single_node_put_is_kept_locally_and_get_answers_without_network() {
         vec![Event::GetFinished {
             query: get,
             key,
-            value: Some(Bytes::from_static(b"v"))
+            value: Some(Bytes::from_static(b"v")),
+            signed: None,
         }]
     );
 }
@@ -168,7 +177,8 @@ fn get_with_nobody_to_ask_fails_at_once() {
         vec![Event::GetFinished {
             query: get,
             key: Key([9; 32]),
-            value: None
+            value: None,
+            signed: None,
         }]
     );
 }
@@ -439,7 +449,8 @@ fn late_answer_is_ignored_after_get_finished() {
         vec![Event::GetFinished {
             query,
             key,
-            value: Some(Bytes::from_static(b"v"))
+            value: Some(Bytes::from_static(b"v")),
+            signed: None,
         }]
     );
     kad.handle_response(now, sent[1].request, found());
@@ -471,7 +482,8 @@ fn get_fails_when_query_deadline_passes() {
         vec![Event::GetFinished {
             query,
             key,
-            value: None
+            value: None,
+            signed: None,
         }]
     );
 }
@@ -490,7 +502,8 @@ fn wrong_reply_type_counts_as_failure() {
         vec![Event::GetFinished {
             query,
             key,
-            value: None
+            value: None,
+            signed: None,
         }]
     );
 }
@@ -699,4 +712,685 @@ fn rng_seed_makes_runs_repeatable() {
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
+}
+
+// ----- hardening: id puzzle, subnet limit, rate limit, answer checks -----
+
+/// A contact in 10.0.0.0/24 whose id does (or does not) solve the puzzle at `difficulty`.
+fn puzzle_contact(difficulty: u8, solves: bool, skip: usize) -> Contact {
+    (1..=255u8)
+        .map(contact)
+        .filter(|c| voidmesh_proto::id_puzzle_ok(&c.id, difficulty) == solves)
+        .nth(skip)
+        .expect("enough ids")
+}
+
+#[test]
+fn request_from_an_id_failing_the_puzzle_gets_error_403_and_is_not_added() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            id_difficulty: 3,
+            ..config()
+        },
+        now,
+    );
+    let bad = puzzle_contact(3, false, 0);
+    let reply = kad.handle_request(now, bad, KadMessage::FindNode { target: id(1) });
+    assert!(matches!(reply, KadMessage::Error { code: 403, .. }));
+    assert!(kad.contacts().is_empty());
+    assert_eq!(kad.stats().puzzle_refused, 1);
+    let good = puzzle_contact(3, true, 0);
+    let reply = kad.handle_request(now, good, KadMessage::Ping);
+    assert_eq!(reply, KadMessage::Pong);
+    assert_eq!(kad.contacts(), vec![good]);
+}
+
+#[test]
+fn contacts_failing_the_puzzle_are_neither_added_nor_queried() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            id_difficulty: 3,
+            ..config()
+        },
+        now,
+    );
+    let good = puzzle_contact(3, true, 0);
+    let bad = puzzle_contact(3, false, 0);
+    kad.add_contact(now, bad);
+    kad.add_contact(now, good);
+    assert_eq!(kad.contacts(), vec![good]);
+    let _ = kad.find_node(now, id(7));
+    let sent = transmits(&mut kad);
+    assert_eq!(sent.len(), 1);
+    // The only peer names one failing and one solving contact: only the latter is asked.
+    let other_bad = puzzle_contact(3, false, 1);
+    let other_good = puzzle_contact(3, true, 1);
+    kad.handle_response(
+        now,
+        sent[0].request,
+        Ok(KadMessage::FindNodeReply {
+            contacts: vec![other_bad, other_good],
+        }),
+    );
+    let asked: Vec<Contact> = transmits(&mut kad).into_iter().map(|t| t.to).collect();
+    assert_eq!(asked, vec![other_good]);
+    assert!(!kad.contacts().contains(&other_bad));
+}
+
+#[test]
+fn subnet_limit_keeps_a_third_contact_of_one_24_out_of_a_bucket() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            max_per_subnet: 2,
+            ..config()
+        },
+        now,
+    );
+    // 0x80.., 0x81.., 0x82.. share bucket 255 and 10.0.0.0/24.
+    for n in [0x80, 0x81, 0x82] {
+        let _ = kad.handle_request(now, contact(n), KadMessage::Ping);
+    }
+    assert_eq!(kad.contacts(), vec![contact(0x80), contact(0x81)]);
+}
+
+#[test]
+fn requests_over_the_peer_rate_get_error_429() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            peer_rate: 2,
+            peer_burst: 3,
+            ..config()
+        },
+        now,
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            kad.handle_request(now, contact(1), KadMessage::Ping),
+            KadMessage::Pong
+        );
+    }
+    assert!(matches!(
+        kad.handle_request(now, contact(1), KadMessage::Ping),
+        KadMessage::Error { code: 429, .. }
+    ));
+    // Others are not affected; the peer itself may go on at its rate.
+    assert_eq!(
+        kad.handle_request(now, contact(2), KadMessage::Ping),
+        KadMessage::Pong
+    );
+    let later = now + Duration::from_millis(500);
+    assert_eq!(
+        kad.handle_request(later, contact(1), KadMessage::Ping),
+        KadMessage::Pong
+    );
+    assert_eq!(kad.stats().rate_limited, 1);
+}
+
+#[test]
+fn answer_from_a_peer_that_was_not_asked_is_ignored() {
+    let now = epoch();
+    let mut kad = node(now);
+    kad.add_contact(now, contact(1));
+    let query = kad.find_node(now, id(1));
+    let sent = transmits(&mut kad);
+    // Node 2 answers request 0, which went to node 1: ignored, the request stays open.
+    kad.handle_response_from(
+        now,
+        sent[0].request,
+        id(2),
+        Ok(KadMessage::FindNodeReply {
+            contacts: vec![contact(3)],
+        }),
+    );
+    assert!(transmits(&mut kad).is_empty());
+    assert!(events(&mut kad).is_empty());
+    assert_eq!(kad.pending_requests(), 1);
+    assert_eq!(kad.stats().invalid_answers, 1);
+    // The real answer still counts, once.
+    kad.handle_response_from(
+        now,
+        sent[0].request,
+        id(1),
+        Ok(KadMessage::FindNodeReply { contacts: vec![] }),
+    );
+    kad.handle_response_from(
+        now,
+        sent[0].request,
+        id(1),
+        Ok(KadMessage::FindNodeReply {
+            contacts: vec![contact(4)],
+        }),
+    );
+    assert_eq!(
+        events(&mut kad),
+        vec![Event::FindNodeFinished {
+            query,
+            target: id(1),
+            closest: vec![contact(1)]
+        }]
+    );
+}
+
+#[test]
+fn lookups_run_disjoint_paths_each_with_alpha_in_flight() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            disjoint_paths: 3,
+            ..config()
+        },
+        now,
+    );
+    for n in 1..=12 {
+        kad.add_contact(now, contact(n));
+    }
+    let _ = kad.find_node(now, id(1));
+    let sent = transmits(&mut kad);
+    assert_eq!(sent.len(), 9, "3 paths × alpha 3");
+    let mut ids: Vec<Key> = sent.iter().map(|t| t.to.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 9, "nobody asked twice");
+    // Bootstrap lookups keep one path.
+    let _ = kad.bootstrap(now, &[]);
+    assert_eq!(transmits(&mut kad).len(), 3);
+}
+
+// ----- versioned records: read quorum, newest wins, read repair -----
+
+const UNIX: u64 = 1_800_000_000;
+
+fn quorum_node(now: Instant, quorum: usize) -> Kademlia {
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            read_quorum: quorum,
+            ..config()
+        },
+        now,
+    );
+    kad.set_unix_time(now, UNIX);
+    kad
+}
+
+fn found(value: &'static [u8], version: u64) -> Result<KadMessage, RequestFailure> {
+    Ok(KadMessage::FoundValue {
+        value: Bytes::from_static(value),
+        ttl_secs: 600,
+        version: Version(version),
+    })
+}
+
+#[test]
+fn get_waits_for_the_read_quorum_and_returns_the_newest() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 3);
+    for n in 1..=3 {
+        kad.add_contact(now, contact(n));
+    }
+    let key = id(2);
+    let query = kad.get(now, key);
+    let sent = transmits(&mut kad);
+    assert_eq!(sent.len(), 3);
+    kad.handle_response(now, sent[0].request, found(b"old", 1));
+    kad.handle_response(now, sent[1].request, found(b"new", 2));
+    assert!(
+        events(&mut kad).is_empty(),
+        "two holders are not a quorum of 3"
+    );
+    kad.handle_response(now, sent[2].request, found(b"old", 1));
+    assert_eq!(
+        events(&mut kad),
+        vec![Event::GetFinished {
+            query,
+            key,
+            value: Some(Bytes::from_static(b"new")),
+            signed: None,
+        }]
+    );
+    // Read repair: both holders of version 1 get version 2.
+    let repairs = transmits(&mut kad);
+    let mut to: Vec<Contact> = repairs.iter().map(|t| t.to).collect();
+    to.sort_by_key(|c| c.id);
+    let mut stale = vec![sent[0].to, sent[2].to];
+    stale.sort_by_key(|c| c.id);
+    assert_eq!(to, stale);
+    for t in &repairs {
+        assert!(matches!(
+            &t.message,
+            KadMessage::Store { version: Version(2), value, ttl_secs: 600, .. } if value == &Bytes::from_static(b"new")
+        ));
+    }
+    assert_eq!(kad.stats().read_repairs, 2);
+}
+
+#[test]
+fn a_stale_local_copy_does_not_win_and_is_repaired() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 2);
+    kad.add_contact(now, contact(1));
+    let key = id(1);
+    let _ = kad.handle_request(now, contact(1), store(key, b"old", 600, 1));
+    assert_eq!(kad.local_value(now, &key), Some(Bytes::from_static(b"old")));
+    let query = kad.get(now, key);
+    let sent = transmits(&mut kad);
+    assert_eq!(sent.len(), 1, "the local copy alone does not answer");
+    kad.handle_response(now, sent[0].request, found(b"new", 2));
+    assert_eq!(
+        events(&mut kad),
+        vec![Event::GetFinished {
+            query,
+            key,
+            value: Some(Bytes::from_static(b"new")),
+            signed: None,
+        }]
+    );
+    assert_eq!(kad.local_value(now, &key), Some(Bytes::from_static(b"new")));
+}
+
+#[test]
+fn read_quorum_of_one_answers_from_the_local_copy() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    kad.add_contact(now, contact(1));
+    let key = id(1);
+    let _ = kad.handle_request(now, contact(1), store(key, b"mine", 600, 1));
+    let query = kad.get(now, key);
+    assert!(transmits(&mut kad).is_empty());
+    assert_eq!(
+        events(&mut kad),
+        vec![Event::GetFinished {
+            query,
+            key,
+            value: Some(Bytes::from_static(b"mine")),
+            signed: None,
+        }]
+    );
+}
+
+#[test]
+fn read_repair_reaches_empty_nodes_nearer_than_a_holder_only() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 5);
+    // Key 0x10..10: contacts 0x10 and 0x11 are nearer to it than 0x14 and 0x40.
+    for n in [0x10, 0x11, 0x14, 0x40] {
+        kad.add_contact(now, contact(n));
+    }
+    let key = id(0x10);
+    let _ = kad.get(now, key);
+    let mut repairs = Vec::new();
+    for _ in 0..5 {
+        for t in transmits(&mut kad) {
+            match t.message {
+                KadMessage::FindValue { .. } => {
+                    let reply = if t.to == contact(0x14) {
+                        found(b"v", 3)
+                    } else {
+                        Ok(KadMessage::ValueNotFound { contacts: vec![] })
+                    };
+                    kad.handle_response(now, t.request, reply);
+                }
+                KadMessage::Store { .. } => repairs.push(t.to),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    repairs.sort_by_key(|c| c.id);
+    assert_eq!(repairs, vec![contact(0x10), contact(0x11)]);
+}
+
+#[test]
+fn store_with_a_version_from_the_future_is_refused() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    let key = Key([5; 32]);
+    let in_an_hour = Version::new((UNIX + 3600) * 1000, 0);
+    assert_eq!(
+        kad.handle_request(
+            now,
+            contact(1),
+            KadMessage::Store {
+                key,
+                value: Bytes::from_static(b"pinned"),
+                ttl_secs: 60,
+                replication: 1,
+                version: in_an_hour,
+            }
+        ),
+        KadMessage::StoreReply { key, stored: false }
+    );
+    let in_a_minute = Version::new((UNIX + 60) * 1000, 0);
+    assert!(matches!(
+        kad.handle_request(
+            now,
+            contact(1),
+            KadMessage::Store {
+                key,
+                value: Bytes::from_static(b"fine"),
+                ttl_secs: 60,
+                replication: 1,
+                version: in_a_minute,
+            }
+        ),
+        KadMessage::StoreReply { stored: true, .. }
+    ));
+}
+
+#[test]
+fn found_value_with_a_version_from_the_future_is_ignored() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    kad.add_contact(now, contact(1));
+    kad.add_contact(now, contact(2));
+    let key = id(1);
+    let query = kad.get(now, key);
+    let sent = transmits(&mut kad);
+    kad.handle_response(now, sent[0].request, found(b"forged", u64::MAX));
+    assert!(events(&mut kad).is_empty());
+    kad.handle_response(now, sent[1].request, found(b"real", 1));
+    assert_eq!(
+        events(&mut kad),
+        vec![Event::GetFinished {
+            query,
+            key,
+            value: Some(Bytes::from_static(b"real")),
+            signed: None,
+        }]
+    );
+    assert_eq!(kad.stats().invalid_answers, 1);
+}
+
+// ----- signed records -----
+
+fn signer(n: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+}
+
+fn signed(seq: u64, value: &'static [u8]) -> SignedRecord {
+    SignedRecord::sign(
+        &signer(1),
+        Bytes::from_static(b"salt"),
+        seq,
+        UNIX + 3600,
+        Bytes::from_static(value),
+    )
+    .unwrap()
+}
+
+fn store_signed(record: &SignedRecord) -> KadMessage {
+    KadMessage::StoreSigned {
+        record: record.clone(),
+        replication: 3,
+    }
+}
+
+fn stored(reply: KadMessage) -> bool {
+    match reply {
+        KadMessage::StoreReply { stored, .. } => stored,
+        other => panic!("expected STORE_REPLY, got {other:?}"),
+    }
+}
+
+#[test]
+fn signed_record_is_kept_and_served_as_found_signed() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    let record = signed(1, b"v1");
+    let key = record.key();
+    assert_eq!(
+        kad.handle_request(now, contact(1), store_signed(&record)),
+        KadMessage::StoreReply { key, stored: true }
+    );
+    assert_eq!(
+        kad.handle_request(now, contact(2), KadMessage::FindValue { key }),
+        KadMessage::FoundSigned { record }
+    );
+    assert_eq!(kad.signed_records().count(), 1);
+    assert_eq!(kad.records().count(), 0);
+}
+
+#[test]
+fn signed_record_with_a_bad_signature_is_refused() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    let mut record = signed(1, b"v1");
+    record.value = Bytes::from_static(b"tampered");
+    assert!(!stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&record)
+    )));
+    let mut record = signed(1, b"v1");
+    record.signature[10] ^= 0x40;
+    assert!(!stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&record)
+    )));
+    assert_eq!(kad.record_count(), 0);
+}
+
+#[test]
+fn signed_record_lower_or_equal_sequence_is_refused_identical_is_idempotent() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    let v5 = signed(5, b"five");
+    assert!(stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&v5)
+    )));
+    // Replays of older sequence numbers are refused...
+    assert!(!stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&signed(4, b"four"))
+    )));
+    // ...so is another record with the same sequence number...
+    assert!(!stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&signed(5, b"other"))
+    )));
+    // ...while the same record again is fine.
+    assert!(stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&v5)
+    )));
+    assert!(stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&signed(6, b"six"))
+    )));
+    let KadMessage::FoundSigned { record } =
+        kad.handle_request(now, contact(1), KadMessage::FindValue { key: v5.key() })
+    else {
+        panic!("expected FOUND_SIGNED");
+    };
+    assert_eq!(record.seq, 6);
+}
+
+#[test]
+fn expired_signed_record_is_refused_and_held_ones_expire() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    let old = SignedRecord::sign(&signer(1), Bytes::new(), 1, UNIX, Bytes::new()).unwrap();
+    assert!(!stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&old)
+    )));
+    let short = SignedRecord::sign(&signer(1), Bytes::new(), 2, UNIX + 10, Bytes::new()).unwrap();
+    assert!(stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&short)
+    )));
+    kad.handle_timeout(now + secs(10));
+    assert_eq!(kad.record_count(), 0);
+}
+
+#[test]
+fn signed_record_is_refused_before_the_unix_time_is_known() {
+    let now = epoch();
+    let mut kad = node(now);
+    assert!(!stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&signed(1, b"v"))
+    )));
+    assert!(matches!(
+        kad.put_signed(now, signed(1, b"v"), 3),
+        Err(SignedRejection::NoUnixTime)
+    ));
+    kad.set_unix_time(now, UNIX);
+    assert!(stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&signed(1, b"v"))
+    )));
+}
+
+#[test]
+fn plain_store_cannot_shadow_a_signed_record_but_signed_replaces_plain() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    let record = signed(1, b"owner's");
+    let key = record.key();
+    // A squatter's plain record first: the owner's signed record still takes the key.
+    let _ = kad.handle_request(now, contact(1), store(key, b"squatter", 600, 9));
+    assert!(stored(kad.handle_request(
+        now,
+        contact(1),
+        store_signed(&record)
+    )));
+    assert!(!stored(kad.handle_request(
+        now,
+        contact(1),
+        store(key, b"squatter", 600, u64::from(u16::MAX))
+    )));
+    assert_eq!(
+        kad.local_value(now, &key),
+        Some(Bytes::from_static(b"owner's"))
+    );
+}
+
+#[test]
+fn put_signed_stores_with_store_signed_and_refuses_forgeries() {
+    let now = epoch();
+    let mut kad = quorum_node(now, 1);
+    kad.add_contact(now, contact(1));
+    let mut forged = signed(1, b"v");
+    forged.seq = 2;
+    assert!(matches!(
+        kad.put_signed(now, forged, 3),
+        Err(SignedRejection::Invalid(SignedRecordError::BadSignature))
+    ));
+    assert!(transmits(&mut kad).is_empty());
+    let record = signed(1, b"v");
+    let put = kad.put_signed(now, record.clone(), 3).unwrap();
+    let mut stores = Vec::new();
+    for _ in 0..5 {
+        for t in transmits(&mut kad) {
+            match t.message {
+                KadMessage::FindNode { .. } => kad.handle_response(
+                    now,
+                    t.request,
+                    Ok(KadMessage::FindNodeReply { contacts: vec![] }),
+                ),
+                KadMessage::StoreSigned { .. } => stores.push(t),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(stores.len(), 1);
+    assert_eq!(
+        stores[0].message,
+        KadMessage::StoreSigned {
+            record: record.clone(),
+            replication: 3
+        }
+    );
+    kad.handle_response(
+        now,
+        stores[0].request,
+        Ok(KadMessage::StoreReply {
+            key: record.key(),
+            stored: true,
+        }),
+    );
+    assert!(events(&mut kad).iter().any(|e| matches!(
+        e,
+        Event::PutFinished { query, stored_remote: 1, .. } if *query == put
+    )));
+}
+
+#[test]
+fn get_signed_rejects_forged_and_mismatched_records_and_keeps_the_highest_sequence() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            read_quorum: 3,
+            alpha: 5,
+            ..config()
+        },
+        now,
+    );
+    kad.set_unix_time(now, UNIX);
+    for n in 1..=5 {
+        kad.add_contact(now, contact(n));
+    }
+    let v1 = signed(1, b"one");
+    let v2 = signed(2, b"two");
+    let key = v1.key();
+    let query = kad.get_signed(now, key);
+    let sent = transmits(&mut kad);
+    assert_eq!(sent.len(), 5);
+    let mut forged = v2.clone();
+    forged.seq = 99;
+    let other_key = SignedRecord::sign(
+        &signer(2),
+        Bytes::from_static(b"salt"),
+        50,
+        UNIX + 60,
+        Bytes::new(),
+    )
+    .unwrap();
+    let answers = [
+        KadMessage::FoundSigned { record: forged },
+        KadMessage::FoundSigned { record: other_key },
+        KadMessage::FoundSigned { record: v1.clone() },
+        KadMessage::FoundSigned { record: v2.clone() },
+        KadMessage::FoundSigned { record: v1.clone() },
+    ];
+    for (t, answer) in sent.iter().zip(answers) {
+        kad.handle_response(now, t.request, Ok(answer));
+    }
+    assert_eq!(
+        events(&mut kad),
+        vec![Event::GetFinished {
+            query,
+            key,
+            value: Some(v2.value.clone()),
+            signed: Some(v2.clone()),
+        }]
+    );
+    assert_eq!(kad.stats().invalid_answers, 2);
+    // The two holders of seq 1 get seq 2.
+    let repairs: Vec<Transmit> = transmits(&mut kad)
+        .into_iter()
+        .filter(|t| matches!(&t.message, KadMessage::StoreSigned { record, .. } if *record == v2))
+        .collect();
+    assert_eq!(repairs.len(), 2);
 }
