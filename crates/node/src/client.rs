@@ -102,6 +102,15 @@ impl DhtClient {
         }
     }
 
+    /// Reads the next message of any DHT type (for the signed-record extension replies).
+    ///
+    /// # Errors
+    /// When the connection closes or the frame is not a DHT message.
+    pub async fn recv_message(&mut self) -> Result<DhtMessage, ClientError> {
+        let frame = self.framed.next().await.ok_or(ClientError::Closed)??;
+        Ok(DhtMessage::decode(&frame)?)
+    }
+
     /// GET and wait for its answer (on a connection with nothing else in flight).
     ///
     /// # Errors

@@ -8,9 +8,21 @@
 //! SUCCESS 652: size u16 | 652 | key [32] | value
 //! FAILURE 653: size u16 (=36) | 653 | key [32]
 //! ```
+//! voidmesh extensions in the reserved DHT range (signed mutable records, see
+//! [`crate::signed`] for the record layout):
+//! ```text
+//! PUT SIGNED     654: size u16 | 654 | replication u8 | reserved u8 | record
+//! GET SIGNED     655: size u16 (=36) | 655 | key [32]
+//! SIGNED SUCCESS 656: size u16 | 656 | key [32] | record
+//! PUT SIGNED RESULT 657: size u16 (=37) | 657 | key [32] | status u8
+//!                    status: 0 stored, 1 invalid record (signature, key, expiry),
+//!                            2 not stored (an equal or higher sequence number is held, or no node took it)
+//! ```
+//! A GET SIGNED that finds nothing valid is answered with FAILURE (653).
 
 use crate::frame::{exact_api_frame, put_api_header, DecodeError, API_HEADER_LEN};
 use crate::id::Key;
+use crate::signed::SignedRecord;
 use crate::wire::Reader;
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -23,6 +35,26 @@ pub const DHT_GET: u16 = 651;
 pub const DHT_SUCCESS: u16 = 652;
 /// Type number of DHT FAILURE.
 pub const DHT_FAILURE: u16 = 653;
+
+/// Type number of DHT PUT SIGNED (voidmesh extension).
+pub const DHT_PUT_SIGNED: u16 = 654;
+/// Type number of DHT GET SIGNED (voidmesh extension).
+pub const DHT_GET_SIGNED: u16 = 655;
+/// Type number of DHT SIGNED SUCCESS (voidmesh extension).
+pub const DHT_SIGNED_SUCCESS: u16 = 656;
+/// Type number of DHT PUT SIGNED RESULT (voidmesh extension).
+pub const DHT_PUT_SIGNED_RESULT: u16 = 657;
+
+/// Outcome of a PUT SIGNED, as reported in PUT SIGNED RESULT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutSignedStatus {
+    /// At least one node (this one or a remote one) holds the record now.
+    Stored = 0,
+    /// The record's signature, key or expiry is wrong.
+    Invalid = 1,
+    /// Nobody took it (an equal or higher sequence number is held).
+    NotStored = 2,
+}
 
 /// Fixed part of a PUT: header, ttl, replication, reserved, key.
 pub const PUT_FIXED_LEN: usize = API_HEADER_LEN + 4 + 32;
@@ -60,6 +92,33 @@ pub enum DhtMessage {
         /// The key asked for.
         key: Key,
     },
+    /// Client → DHT: store a signed mutable record under `record.key()`.
+    PutSigned {
+        /// How many peers should hold a copy (a hint, capped by the node).
+        replication: u8,
+        /// The record.
+        record: SignedRecord,
+    },
+    /// Client → DHT: find the verified signed record with the highest sequence number.
+    GetSigned {
+        /// The key (SHA-256(public key ‖ salt)).
+        key: Key,
+    },
+    /// DHT → client: the signed record found for `key` (already verified by the node; a
+    /// client may verify it again).
+    SignedSuccess {
+        /// The key asked for.
+        key: Key,
+        /// The record.
+        record: SignedRecord,
+    },
+    /// DHT → client: what became of a PUT SIGNED.
+    PutSignedResult {
+        /// The record's key.
+        key: Key,
+        /// The outcome.
+        status: PutSignedStatus,
+    },
 }
 
 /// Why a message cannot be encoded.
@@ -78,6 +137,10 @@ impl DhtMessage {
             DhtMessage::Get { .. } => DHT_GET,
             DhtMessage::Success { .. } => DHT_SUCCESS,
             DhtMessage::Failure { .. } => DHT_FAILURE,
+            DhtMessage::PutSigned { .. } => DHT_PUT_SIGNED,
+            DhtMessage::GetSigned { .. } => DHT_GET_SIGNED,
+            DhtMessage::SignedSuccess { .. } => DHT_SIGNED_SUCCESS,
+            DhtMessage::PutSignedResult { .. } => DHT_PUT_SIGNED_RESULT,
         }
     }
 
@@ -110,16 +173,43 @@ impl DhtMessage {
                     value: r.rest(),
                 }
             }
-            DHT_GET | DHT_FAILURE => {
+            DHT_GET | DHT_FAILURE | DHT_GET_SIGNED => {
                 if size != API_HEADER_LEN + 32 {
                     return Err(bad_length);
                 }
                 let key = r.key("key")?;
-                if header.msg_type == DHT_GET {
-                    DhtMessage::Get { key }
-                } else {
-                    DhtMessage::Failure { key }
+                match header.msg_type {
+                    DHT_GET => DhtMessage::Get { key },
+                    DHT_FAILURE => DhtMessage::Failure { key },
+                    _ => DhtMessage::GetSigned { key },
                 }
+            }
+            DHT_PUT_SIGNED => {
+                let replication = r.u8("replication")?;
+                let _reserved = r.u8("reserved")?;
+                let record = SignedRecord::read_rest(&mut r)?;
+                DhtMessage::PutSigned {
+                    replication,
+                    record,
+                }
+            }
+            DHT_SIGNED_SUCCESS => {
+                let key = r.key("key")?;
+                let record = SignedRecord::read_rest(&mut r)?;
+                DhtMessage::SignedSuccess { key, record }
+            }
+            DHT_PUT_SIGNED_RESULT => {
+                if size != API_HEADER_LEN + 33 {
+                    return Err(bad_length);
+                }
+                let key = r.key("key")?;
+                let status = match r.u8("status")? {
+                    0 => PutSignedStatus::Stored,
+                    1 => PutSignedStatus::Invalid,
+                    2 => PutSignedStatus::NotStored,
+                    _ => return Err(DecodeError::BadField("status")),
+                };
+                DhtMessage::PutSignedResult { key, status }
             }
             DHT_SUCCESS => {
                 if size < API_HEADER_LEN + 32 {
@@ -160,10 +250,42 @@ impl DhtMessage {
                 buf.put_slice(&key.0);
                 buf.put_slice(value);
             }
-            DhtMessage::Get { key } | DhtMessage::Failure { key } => {
+            DhtMessage::Get { key }
+            | DhtMessage::Failure { key }
+            | DhtMessage::GetSigned { key } => {
                 buf.reserve(36);
                 put_api_header(buf, 36, self.msg_type());
                 buf.put_slice(&key.0);
+            }
+            DhtMessage::PutSigned {
+                replication,
+                record,
+            } => {
+                let size = API_HEADER_LEN + 2 + record.encoded_len();
+                if size > u16::MAX as usize {
+                    return Err(EncodeError::ValueTooLarge(record.value.len()));
+                }
+                buf.reserve(size);
+                put_api_header(buf, size, DHT_PUT_SIGNED);
+                buf.put_u8(*replication);
+                buf.put_u8(0);
+                record.encode_into(buf);
+            }
+            DhtMessage::SignedSuccess { key, record } => {
+                let size = API_HEADER_LEN + 32 + record.encoded_len();
+                if size > u16::MAX as usize {
+                    return Err(EncodeError::ValueTooLarge(record.value.len()));
+                }
+                buf.reserve(size);
+                put_api_header(buf, size, DHT_SIGNED_SUCCESS);
+                buf.put_slice(&key.0);
+                record.encode_into(buf);
+            }
+            DhtMessage::PutSignedResult { key, status } => {
+                buf.reserve(37);
+                put_api_header(buf, 37, DHT_PUT_SIGNED_RESULT);
+                buf.put_slice(&key.0);
+                buf.put_u8(*status as u8);
             }
             DhtMessage::Success { key, value } => {
                 let size = API_HEADER_LEN + 32 + value.len();
@@ -199,6 +321,29 @@ mod tests {
         any::<[u8; 32]>().prop_map(Key)
     }
 
+    fn arb_signed() -> impl Strategy<Value = SignedRecord> {
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            proptest::collection::vec(any::<u8>(), 64..=64),
+        )
+            .prop_map(|(public_key, salt, seq, expiry, value, sig)| {
+                let mut signature = [0u8; 64];
+                signature.copy_from_slice(&sig);
+                SignedRecord {
+                    public_key,
+                    salt: Bytes::from(salt),
+                    seq,
+                    expiry,
+                    value: Bytes::from(value),
+                    signature,
+                }
+            })
+    }
+
     fn arb_msg() -> impl Strategy<Value = DhtMessage> {
         let value = proptest::collection::vec(any::<u8>(), 0..2000).prop_map(Bytes::from);
         prop_oneof![
@@ -213,6 +358,23 @@ mod tests {
             arb_key().prop_map(|key| DhtMessage::Get { key }),
             (arb_key(), value).prop_map(|(key, value)| DhtMessage::Success { key, value }),
             arb_key().prop_map(|key| DhtMessage::Failure { key }),
+            arb_key().prop_map(|key| DhtMessage::GetSigned { key }),
+            (any::<u8>(), arb_signed()).prop_map(|(replication, record)| {
+                DhtMessage::PutSigned {
+                    replication,
+                    record,
+                }
+            }),
+            (arb_key(), arb_signed())
+                .prop_map(|(key, record)| DhtMessage::SignedSuccess { key, record }),
+            (arb_key(), 0u8..3).prop_map(|(key, s)| DhtMessage::PutSignedResult {
+                key,
+                status: [
+                    PutSignedStatus::Stored,
+                    PutSignedStatus::Invalid,
+                    PutSignedStatus::NotStored
+                ][s as usize],
+            }),
         ]
     }
 

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
+use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::DhtMessage;
 
 /// GETs one connection may have in flight; more wait until one completes.
@@ -60,21 +61,39 @@ pub async fn handle_connection(
                 }
             }
             Ok(DhtMessage::Get { key }) => {
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    break Ok(());
-                };
                 let dht = dht.clone();
-                let replies = replies_tx.clone();
-                tokio::spawn(async move {
-                    let reply = match dht.get(key).await {
+                answer_later(&in_flight, &replies_tx, async move {
+                    match dht.get(key).await {
                         Ok(Some(value)) => DhtMessage::Success { key, value },
                         Ok(None) | Err(_) => DhtMessage::Failure { key },
-                    };
-                    if let Ok(bytes) = reply.encode() {
-                        let _ = replies.send(bytes).await;
                     }
-                    drop(permit);
-                });
+                })
+                .await;
+            }
+            Ok(DhtMessage::GetSigned { key }) => {
+                let dht = dht.clone();
+                answer_later(&in_flight, &replies_tx, async move {
+                    match dht.get_signed(key).await {
+                        Ok(Some(record)) => DhtMessage::SignedSuccess { key, record },
+                        Ok(None) | Err(_) => DhtMessage::Failure { key },
+                    }
+                })
+                .await;
+            }
+            Ok(DhtMessage::PutSigned {
+                replication,
+                record,
+            }) => {
+                let dht = dht.clone();
+                answer_later(&in_flight, &replies_tx, async move {
+                    let key = record.key();
+                    let status = dht
+                        .put_signed(record, replication)
+                        .await
+                        .unwrap_or(PutSignedStatus::NotStored);
+                    DhtMessage::PutSignedResult { key, status }
+                })
+                .await;
             }
             Ok(other) => {
                 break Err(format!(
@@ -96,6 +115,25 @@ pub async fn handle_connection(
             writer.abort();
         }
     }
+}
+
+/// Runs `reply` in its own task (at most [`MAX_GETS_IN_FLIGHT`] per connection; the
+/// reader waits for a slot) and queues its answer for the writer.
+async fn answer_later(
+    in_flight: &Arc<Semaphore>,
+    replies: &mpsc::Sender<Bytes>,
+    reply: impl std::future::Future<Output = DhtMessage> + Send + 'static,
+) {
+    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        return;
+    };
+    let replies = replies.clone();
+    tokio::spawn(async move {
+        if let Ok(bytes) = reply.await.encode() {
+            let _ = replies.send(bytes).await;
+        }
+        drop(permit);
+    });
 }
 
 /// Writes replies as they come, flushing whenever no further reply is queued.

@@ -12,10 +12,15 @@ use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 use voidmesh_kad::{Event, Kademlia, QueryId, RequestFailure, RequestId, Transmit};
 use voidmesh_net::{Endpoint, Inbound, NetError};
+use voidmesh_proto::dht_api::PutSignedStatus;
+use voidmesh_proto::signed::SignedRecord;
 use voidmesh_proto::{Contact, KadMessage};
 
 /// How often the routing table's contacts are written to disk (when they changed).
 const CONTACT_SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often the state machine is told the Unix time (for signed records' expiry).
+const UNIX_TIME_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What finished outside the driver and must be fed back into it.
 enum Feedback {
@@ -32,6 +37,8 @@ enum Feedback {
 #[derive(Default)]
 struct Waiting {
     gets: HashMap<QueryId, oneshot::Sender<Option<Bytes>>>,
+    signed_gets: HashMap<QueryId, oneshot::Sender<Option<SignedRecord>>>,
+    signed_puts: HashMap<QueryId, oneshot::Sender<PutSignedStatus>>,
     puts: HashMap<QueryId, oneshot::Sender<super::PutReport>>,
     finds: HashMap<QueryId, oneshot::Sender<Vec<Contact>>>,
     bootstraps: HashMap<QueryId, oneshot::Sender<Result<usize, super::BootstrapError>>>,
@@ -81,6 +88,8 @@ impl Driver {
         let far_future = || TokioInstant::now() + std::time::Duration::from_secs(3600);
         let timer = tokio::time::sleep_until(far_future());
         tokio::pin!(timer);
+        let mut clock = tokio::time::interval(UNIX_TIME_EVERY);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut snapshot = tokio::time::interval(CONTACT_SNAPSHOT_EVERY);
         snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -103,6 +112,7 @@ impl Driver {
                 },
                 _ = &mut timer => self.kad.handle_timeout(now()),
                 _ = snapshot.tick(), if self.storage.is_some() => self.save_contacts(),
+                _ = clock.tick() => self.kad.set_unix_time(now(), unix_ms() / 1000),
             }
             self.drain();
         }
@@ -151,6 +161,23 @@ impl Driver {
             Command::Contacts { reply } => {
                 let _ = reply.send(self.kad.contacts());
             }
+            Command::GetSigned { key, reply } => {
+                let query = self.kad.get_signed(now, key);
+                self.waiting.signed_gets.insert(query, reply);
+            }
+            Command::PutSigned {
+                record,
+                replication,
+                reply,
+            } => match self.kad.put_signed(now, record, replication) {
+                Ok(query) => {
+                    self.waiting.signed_puts.insert(query, reply);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "signed record refused");
+                    let _ = reply.send(PutSignedStatus::Invalid);
+                }
+            },
         }
     }
 
@@ -321,9 +348,16 @@ impl Driver {
 
     fn deliver(&mut self, event: Event) {
         match event {
-            Event::GetFinished { query, value, .. } => {
+            Event::GetFinished {
+                query,
+                value,
+                signed,
+                ..
+            } => {
                 if let Some(reply) = self.waiting.gets.remove(&query) {
                     let _ = reply.send(value);
+                } else if let Some(reply) = self.waiting.signed_gets.remove(&query) {
+                    let _ = reply.send(signed);
                 }
             }
             Event::PutFinished {
@@ -346,6 +380,14 @@ impl Driver {
                         let key = record.map(|r| r.key);
                         tracing::debug!(?key, stored_remote, stored_local, "PUT done");
                     }
+                }
+                if let Some(reply) = self.waiting.signed_puts.remove(&query) {
+                    let status = if stored_remote > 0 || stored_local {
+                        PutSignedStatus::Stored
+                    } else {
+                        PutSignedStatus::NotStored
+                    };
+                    let _ = reply.send(status);
                 }
                 if let Some(reply) = self.waiting.puts.remove(&query) {
                     let _ = reply.send(super::PutReport {

@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voidmesh_kad::Kademlia;
 use voidmesh_net::{Endpoint, EndpointConfig, Identity};
+use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::frame::MAX_PEER_MESSAGE;
+use voidmesh_proto::signed::SignedRecord;
 use voidmesh_proto::{Contact, Key, NodeId, Version};
 
 /// ALPN protocol name of the DHT overlay.
@@ -45,6 +47,15 @@ pub(crate) enum Command {
     },
     Contacts {
         reply: oneshot::Sender<Vec<Contact>>,
+    },
+    GetSigned {
+        key: Key,
+        reply: oneshot::Sender<Option<SignedRecord>>,
+    },
+    PutSigned {
+        record: SignedRecord,
+        replication: u8,
+        reply: oneshot::Sender<PutSignedStatus>,
     },
 }
 
@@ -162,6 +173,32 @@ impl DhtHandle {
             .map_err(|_| BootstrapError::Stopped)?
     }
 
+    /// Finds the verified signed record with the highest sequence number under `key`.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn get_signed(&self, key: Key) -> Result<Option<SignedRecord>, Stopped> {
+        self.call(|reply| Command::GetSigned { key, reply }).await
+    }
+
+    /// Stores a signed record under `record.key()` on the `replication` closest nodes;
+    /// waits until the STOREs were answered.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn put_signed(
+        &self,
+        record: SignedRecord,
+        replication: u8,
+    ) -> Result<PutSignedStatus, Stopped> {
+        self.call(|reply| Command::PutSigned {
+            record,
+            replication,
+            reply,
+        })
+        .await
+    }
+
     /// The routing table's contacts.
     ///
     /// # Errors
@@ -262,6 +299,8 @@ impl DhtNode {
         let node_id = identity.node_id();
         let now = tokio::time::Instant::now().into_std();
         let mut state = Kademlia::new(node_id, kad, now);
+        // Signed records' expiry is checked against Unix time; the driver refreshes it.
+        state.set_unix_time(now, unix_ms() / 1000);
         let restored = restore_records(&mut state, now, loaded.records);
         if restored > 0 {
             tracing::info!(records = restored, "records restored from disk");
