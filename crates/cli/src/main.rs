@@ -54,7 +54,7 @@ enum Command {
     },
     /// The deterministic simulator: the real Kademlia and gossip state machines on a
     /// virtual network of up to 100 000 nodes (latency, loss, churn, adversaries).
-    Sim(voidmesh_sim::SimArgs),
+    Sim(Box<voidmesh_sim::SimArgs>),
     /// Benchmarks: the W1 workload on a loopback network, or load on one DHT API.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -93,7 +93,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gossip { config } => run_modules(&config, false, true),
         Command::Node { config } => run_modules(&config, true, true),
         Command::Testnet { nodes } => runtime()?.block_on(testnet_demo::run(nodes)),
-        Command::Sim(args) => voidmesh_sim::run_cli(args),
+        Command::Sim(args) => voidmesh_sim::run_cli(*args),
         Command::Bench(BenchCommand::W1(args)) => runtime()?.block_on(bench::w1(args)),
         Command::Bench(BenchCommand::Api(args)) => runtime()?.block_on(bench::api(args)),
     }
