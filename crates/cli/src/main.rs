@@ -6,7 +6,6 @@ mod testnet_demo;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use voidmesh_net::Identity;
 use voidmesh_node::config::Config;
 use voidmesh_node::service::{DhtService, GossipService};
 
@@ -22,9 +21,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Write a new Ed25519 hostkey (PEM, PKCS#8) to PATH and print its node id.
+    /// The node id solves the S/Kademlia puzzle: SHA-256(node id) starts with
+    /// --id-difficulty zero bits (about 2^difficulty keys are tried; progress on stderr).
     Keygen {
         /// Where to write the key; an existing file is never overwritten.
         path: PathBuf,
+        /// Leading zero bits SHA-256(node id) must have; use the network's `id_difficulty`
+        /// or more.
+        #[arg(long, default_value_t = voidmesh_kad::RECOMMENDED_ID_DIFFICULTY)]
+        id_difficulty: u8,
     },
     /// Run the DHT module alone, configured by the [dht] section of CONFIG.
     Dht {
@@ -88,7 +93,10 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Keygen { path } => keygen(&path),
+        Command::Keygen {
+            path,
+            id_difficulty,
+        } => keygen(&path, id_difficulty),
         Command::Dht { config } => run_modules(&config, true, false),
         Command::Gossip { config } => run_modules(&config, false, true),
         Command::Node { config } => run_modules(&config, true, true),
@@ -160,8 +168,24 @@ fn run_modules(path: &std::path::Path, dht: bool, gossip: bool) -> Result<()> {
     })
 }
 
-fn keygen(path: &std::path::Path) -> Result<()> {
-    let identity = Identity::generate();
+fn keygen(path: &std::path::Path, difficulty: u8) -> Result<()> {
+    anyhow::ensure!(
+        difficulty <= 32,
+        "--id-difficulty above 32 would take years"
+    );
+    anyhow::ensure!(
+        !path.exists(),
+        "{} exists; it is never overwritten",
+        path.display()
+    );
+    let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "searching a key whose node id solves a {difficulty}-bit puzzle"
+    ));
+    let identity = voidmesh_node::identity::generate_with_puzzle(difficulty, |tries| {
+        bar.set_position(tries);
+        bar.tick();
+    });
+    bar.finish_and_clear();
     identity
         .save(path)
         .with_context(|| format!("writing {}", path.display()))?;

@@ -103,6 +103,12 @@ const DHT_KEYS: &[&str] = &[
     "refresh_interval",
     "republish_interval",
     "max_records",
+    "max_record_bytes",
+    "id_difficulty",
+    "disjoint_paths",
+    "max_per_subnet",
+    "peer_rate",
+    "read_quorum",
     "max_api_connections",
 ];
 const GOSSIP_KEYS: &[&str] = &[
@@ -395,6 +401,17 @@ impl Doc<'_> {
                 defaults.republish_interval,
             )?,
             max_records: self.number(s, "max_records", defaults.max_records, 1..=100_000_000)?,
+            max_record_bytes: self.number(
+                s,
+                "max_record_bytes",
+                defaults.max_record_bytes,
+                1024..=usize::MAX,
+            )?,
+            id_difficulty: self.number(s, "id_difficulty", defaults.id_difficulty, 0..=32)?,
+            disjoint_paths: self.number(s, "disjoint_paths", defaults.disjoint_paths, 1..=16)?,
+            max_per_subnet: self.number(s, "max_per_subnet", defaults.max_per_subnet, 0..=255)?,
+            peer_rate: self.number(s, "peer_rate", defaults.peer_rate, 0..=1_000_000)?,
+            read_quorum: self.number(s, "read_quorum", defaults.read_quorum, 1..=255)?,
             rng_seed: rand::random(),
             ..defaults
         };

@@ -2,7 +2,9 @@
 
 use crate::config::Config;
 use crate::NodeError;
+use voidmesh_kad::RECOMMENDED_ID_DIFFICULTY;
 use voidmesh_net::Identity;
+use voidmesh_proto::id::id_puzzle_ok;
 
 /// File name of the generated hostkey inside `data_dir`.
 pub const GENERATED_HOSTKEY: &str = "hostkey.pem";
@@ -14,12 +16,27 @@ pub const GENERATED_HOSTKEY: &str = "hostkey.pem";
 /// [`NodeError::Identity`] when the configured file is missing or not a valid key, or the
 /// generated one cannot be written.
 pub fn load_or_create(config: &Config) -> Result<Identity, NodeError> {
+    let difficulty = config.dht.as_ref().map_or(0, |d| d.kad.id_difficulty);
+    let check = |identity: Identity, path: &std::path::Path| {
+        if id_puzzle_ok(&identity.node_id(), difficulty) {
+            Ok(identity)
+        } else {
+            Err(NodeError::Identity(format!(
+                "{}: node id {} does not meet id_difficulty {difficulty} (peers would refuse it); \
+                 make one with `voidmesh keygen --id-difficulty {difficulty} PATH`",
+                path.display(),
+                identity.node_id()
+            )))
+        }
+    };
     if let Some(path) = &config.hostkey {
-        return Identity::load(path).map_err(|e| NodeError::Identity(e.to_string()));
+        let identity = Identity::load(path).map_err(|e| NodeError::Identity(e.to_string()))?;
+        return check(identity, path);
     }
     let path = config.data_dir.join(GENERATED_HOSTKEY);
     if path.exists() {
-        return Identity::load(&path).map_err(|e| NodeError::Identity(e.to_string()));
+        let identity = Identity::load(&path).map_err(|e| NodeError::Identity(e.to_string()))?;
+        return check(identity, &path);
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         NodeError::Identity(format!(
@@ -27,10 +44,39 @@ pub fn load_or_create(config: &Config) -> Result<Identity, NodeError> {
             config.data_dir.display()
         ))
     })?;
-    let identity = Identity::generate();
+    let identity = generate_with_puzzle(difficulty.max(RECOMMENDED_ID_DIFFICULTY), |_| {});
     identity
         .save(&path)
         .map_err(|e| NodeError::Identity(e.to_string()))?;
     tracing::info!(path = %path.display(), node_id = %identity.node_id(), "generated a new hostkey");
     Ok(identity)
+}
+
+/// Generates hostkeys until one's node id solves the S/Kademlia static puzzle
+/// (SHA-256(node id) starts with `difficulty` zero bits); `progress` is told the number of
+/// keys tried so far every 256 tries. Expect about 2^difficulty tries.
+pub fn generate_with_puzzle(difficulty: u8, mut progress: impl FnMut(u64)) -> Identity {
+    let mut tries = 0u64;
+    loop {
+        let identity = Identity::generate();
+        tries += 1;
+        if id_puzzle_ok(&identity.node_id(), difficulty) {
+            progress(tries);
+            return identity;
+        }
+        if tries % 256 == 0 {
+            progress(tries);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_solves_the_puzzle() {
+        let identity = generate_with_puzzle(6, |_| {});
+        assert!(id_puzzle_ok(&identity.node_id(), 6));
+    }
 }
