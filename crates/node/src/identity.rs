@@ -64,7 +64,7 @@ pub fn generate_with_puzzle(difficulty: u8, mut progress: impl FnMut(u64)) -> Id
             progress(tries);
             return identity;
         }
-        if tries % 256 == 0 {
+        if tries.is_multiple_of(256) {
             progress(tries);
         }
     }
