@@ -273,6 +273,26 @@ impl Lookup {
         true
     }
 
+    /// `id` answered with what was looked for (a value) rather than with contacts: it
+    /// counts as answered, but neither as progress nor as a sign of a stall (a GET that
+    /// waits for several holders must not widen to k requests because holders name nobody).
+    /// Returns false if `id` was not being waited on.
+    pub fn on_found(&mut self, id: &NodeId) -> bool {
+        if self.state == State::Finished {
+            return false;
+        }
+        let Some(peer) = self.peers.get_mut(&self.target.distance(id)) else {
+            return false;
+        };
+        match peer.state {
+            PeerState::Waiting => self.num_waiting -= 1,
+            PeerState::Unresponsive => {}
+            _ => return false,
+        }
+        peer.state = PeerState::Succeeded;
+        true
+    }
+
     /// The request to `id` failed. Returns false if `id` was not being waited on.
     pub fn on_failure(&mut self, id: &NodeId) -> bool {
         if self.state == State::Finished {
@@ -445,6 +465,14 @@ impl DisjointLookup {
         }
     }
 
+    /// `id` answered with a value (see [`Lookup::on_found`]).
+    pub fn on_found(&mut self, id: &NodeId) -> bool {
+        match self.claimed.get(id) {
+            Some(&path) => self.paths[path].on_found(id),
+            None => false,
+        }
+    }
+
     /// The request to `id` failed. Returns false if no path was waiting on `id`.
     pub fn on_failure(&mut self, id: &NodeId) -> bool {
         match self.claimed.get(id) {
@@ -597,6 +625,19 @@ mod tests {
         assert!(lookup.on_success(&key(1), &[]));
         assert!(!lookup.on_success(&key(1), &[]));
         assert!(!lookup.on_failure(&key(9)));
+    }
+
+    #[test]
+    fn answers_with_a_value_do_not_stall_the_lookup() {
+        let seeds: Vec<Contact> = (1..=30).map(|n| contact(key(n))).collect();
+        let mut lookup = Lookup::new(key(0), key(200), seeds, 20, 3);
+        assert_eq!(sent(&mut lookup).len(), 3);
+        for n in 1..=3 {
+            assert!(lookup.on_found(&key(n)));
+            assert_eq!(lookup.peer_state(&key(n)), Some(PeerState::Succeeded));
+        }
+        // Still alpha at a time, not k.
+        assert_eq!(sent(&mut lookup).len(), 3);
     }
 
     #[test]

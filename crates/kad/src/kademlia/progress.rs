@@ -162,7 +162,7 @@ impl Kademlia {
         if counts && job.best.as_ref().is_none_or(|best| rank > best.rank()) {
             job.best = Some(found);
         }
-        let accepted = lookup.on_success(&peer.id, &[]);
+        let accepted = lookup.on_found(&peer.id);
         if job.quorum_count() >= self.config.read_quorum {
             if let Some(query) = self.queries.remove(&id) {
                 self.lookup_finished(now, id, query);
