@@ -1394,3 +1394,61 @@ fn get_signed_rejects_forged_and_mismatched_records_and_keeps_the_highest_sequen
         .collect();
     assert_eq!(repairs.len(), 2);
 }
+
+#[test]
+fn restore_signed_checks_the_record_like_a_store_signed() {
+    let now = epoch();
+    let mut kad = node(now);
+    let record = signed(3, b"kept");
+    // Without the Unix time the expiry cannot be checked.
+    assert_eq!(
+        kad.restore_signed(now, record.clone(), 3, true),
+        StoreOutcome::RefusedInvalid
+    );
+    kad.set_unix_time(now, UNIX);
+    assert_eq!(
+        kad.restore_signed(now, record.clone(), 3, true),
+        StoreOutcome::Stored
+    );
+    let (held, local) = kad.signed_records().next().unwrap();
+    assert_eq!(held, &record);
+    assert!(local.publisher);
+    let mut forged = signed(4, b"forged");
+    forged.seq = 5;
+    assert_eq!(
+        kad.restore_signed(now, forged, 3, true),
+        StoreOutcome::RefusedInvalid
+    );
+    let expired = SignedRecord::sign(&signer(1), Bytes::new(), 9, UNIX, Bytes::new()).unwrap();
+    assert_eq!(
+        kad.restore_signed(now, expired, 3, true),
+        StoreOutcome::RefusedExpired
+    );
+    assert_eq!(kad.record_count(), 1);
+}
+
+#[test]
+fn rate_limited_requests_do_not_count_as_heard_from() {
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            peer_rate: 1,
+            peer_burst: 1,
+            ..config()
+        },
+        now,
+    );
+    // 0x80.. and 0x81.. share bucket 255; the most recently heard from is last.
+    kad.add_contact(now, contact(0x80));
+    kad.add_contact(now, contact(0x81));
+    let _ = kad.handle_request(now, contact(0x80), KadMessage::Ping);
+    let _ = kad.handle_request(now, contact(0x81), KadMessage::Ping);
+    assert_eq!(kad.contacts(), vec![contact(0x80), contact(0x81)]);
+    // Over its limit, 0x80 gets ERROR 429 and does not move to the tail.
+    assert!(matches!(
+        kad.handle_request(now, contact(0x80), KadMessage::Ping),
+        KadMessage::Error { code: 429, .. }
+    ));
+    assert_eq!(kad.contacts(), vec![contact(0x80), contact(0x81)]);
+}
