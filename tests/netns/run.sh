@@ -79,6 +79,11 @@ api() { echo "$(ipof "$1"):7401"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 log() { echo "[$(since "$T_START")s] $*"; }
+jt() { # a time field of a summary, "never" when not everything was found
+    local v
+    v=$(jf "$1" "$2")
+    echo "${v:-never}"
+}
 jf() { "$PY" -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
 
 record() { # name status detail
@@ -335,7 +340,7 @@ BASE=$(for i in $ALL; do echo "base-n$i-1"; done)
 # shellcheck disable=SC2086
 S=$(get_from_nodes join 40 "" "$ALL" $BASE)
 if [ "$(jf "$S" incomplete)" = "{}" ]; then
-    record join PASS "$N nodes ready in ${T_READY}s; $(jf "$S" found)/$(jf "$S" asked) GETs found ($N values x $N nodes), $(jf "$S" first_rate_pct)% at the first attempt, GET p50 $(jf "$S" lat_p50_ms_median) ms, all found within $(jf "$S" all_found_after_s)s"
+    record join PASS "$N nodes ready in ${T_READY}s; $(jf "$S" found)/$(jf "$S" asked) GETs found ($N values x $N nodes), $(jf "$S" first_rate_pct)% at the first attempt, GET p50 $(jf "$S" lat_p50_ms_median) ms, all found within $(jt "$S" all_found_after_s)s"
 else
     record join FAIL "found $(jf "$S" found)/$(jf "$S" asked); missing: $(jf "$S" incomplete)"
 fi
@@ -414,7 +419,7 @@ SF2=$(get_from_nodes cflagain 10 "--once --tag fromB" "$ALL" $NAMES_CFL)
 SBASE=$(get_from_nodes healbase 30 "" "$ALL" $BASE)
 STALE=$(($(jf "$SU" wrong) + $(jf "$SF" wrong)))
 STALE2=$(($(jf "$SU2" wrong) + $(jf "$SF2" wrong)))
-DETAIL="split ${HELD}s; during split: side A found $(jf "$SA" found)/$(jf "$SA" asked), side B $(jf "$SB" found)/$(jf "$SB" asked) of own values, cross-side found $CROSS/$(($(jf "$IA" asked) + $(jf "$IB" asked))) (must be 0); after heal: $(jf "$S" found)/$(jf "$S" asked) GETs found ($(($(echo $NAMES_A $NAMES_B | wc -w))) values x $N nodes), converged in ${HEAL_TIME:-never (90 s deadline)}s, first-attempt $(jf "$S" first_rate_pct)%; older values $(jf "$SBASE" found)/$(jf "$SBASE" asked); versions (3 updated on one side, 3 written on both): newest seen by all nodes after $(jf "$SU" all_found_after_s)s / $(jf "$SF" all_found_after_s)s, $STALE stale reads before, $STALE2 after ($(($(jf "$SU2" found) + $(jf "$SF2" found)))/$(($(jf "$SU2" asked) + $(jf "$SF2" asked))) newest)"
+DETAIL="split ${HELD}s; during split: side A found $(jf "$SA" found)/$(jf "$SA" asked), side B $(jf "$SB" found)/$(jf "$SB" asked) of own values, cross-side found $CROSS/$(($(jf "$IA" asked) + $(jf "$IB" asked))) (must be 0); after heal: $(jf "$S" found)/$(jf "$S" asked) GETs found ($(($(echo $NAMES_A $NAMES_B | wc -w))) values x $N nodes), converged in ${HEAL_TIME:-never (90 s deadline)}s, first-attempt $(jf "$S" first_rate_pct)%; older values $(jf "$SBASE" found)/$(jf "$SBASE" asked); versions (3 updated on one side, 3 written on both): newest seen by all nodes after $(jt "$SU" all_found_after_s)s / $(jt "$SF" all_found_after_s)s, $STALE stale reads before, $STALE2 after ($(($(jf "$SU2" found) + $(jf "$SF2" found)))/$(($(jf "$SU2" asked) + $(jf "$SF2" asked))) newest)"
 if [ "$(jf "$SA" incomplete)" = "{}" ] && [ "$(jf "$SB" incomplete)" = "{}" ] && [ "$CROSS" = 0 ] \
     && [ "$(jf "$S" incomplete)" = "{}" ] && [ "$(jf "$SBASE" incomplete)" = "{}" ] \
     && [ "$(jf "$SV1" incomplete)" = "{}" ] && [ "$(jf "$SU" incomplete)" = "{}" ] \
@@ -581,7 +586,7 @@ start_node 0
 wait_ready 0 || IDS_OK=0
 # shellcheck disable=SC2086
 S0=$(get_from_nodes crash0 "$DL" "" "0" $ALL_NAMES)
-DETAIL="all $N killed; $((N - 1)) restarted without their bootstrapper: $(jf "$SX" found)/$(jf "$SX" asked) GETs found ($NALL values x $((N - 1)) nodes), all found in $(jf "$SX" all_found_after_s)s; newest versions $(($(jf "$SXU" found) + $(jf "$SXF" found)))/$(($(jf "$SXU" asked) + $(jf "$SXF" asked))) ($(($(jf "$SXU" wrong) + $(jf "$SXF" wrong))) stale reads); then node 0 restarted: $(jf "$S0" found)/$(jf "$S0" asked) found from it; same node ids: $([ $IDS_OK = 1 ] && echo yes || echo NO)"
+DETAIL="all $N killed; $((N - 1)) restarted without their bootstrapper: $(jf "$SX" found)/$(jf "$SX" asked) GETs found ($NALL values x $((N - 1)) nodes), all found in $(jt "$SX" all_found_after_s)s; newest versions $(($(jf "$SXU" found) + $(jf "$SXF" found)))/$(($(jf "$SXU" asked) + $(jf "$SXF" asked))) ($(($(jf "$SXU" wrong) + $(jf "$SXF" wrong))) stale reads); then node 0 restarted: $(jf "$S0" found)/$(jf "$S0" asked) found from it; same node ids: $([ $IDS_OK = 1 ] && echo yes || echo NO)"
 if [ "$(jf "$SX" incomplete)" = "{}" ] && [ "$(jf "$S0" incomplete)" = "{}" ] && [ "$IDS_OK" = 1 ] \
     && [ "$(jf "$SXU" incomplete)" = "{}" ] && [ "$(jf "$SXF" incomplete)" = "{}" ]; then
     record crash-all PASS "$DETAIL"
