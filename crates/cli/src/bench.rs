@@ -32,6 +32,12 @@ pub struct W1Args {
     /// Seed for keys, values and node choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Kademlia `disjoint_paths` (default: the node's default).
+    #[arg(long)]
+    pub disjoint_paths: Option<usize>,
+    /// Kademlia `read_quorum` (default: the node's default).
+    #[arg(long)]
+    pub read_quorum: Option<usize>,
 }
 
 /// Options of `voidmesh bench api`.
@@ -102,13 +108,19 @@ pub async fn w1(args: W1Args) -> Result<()> {
     anyhow::ensure!(args.nodes >= 2, "W1 needs at least 2 nodes");
     let mut rng = StdRng::seed_from_u64(args.seed);
     let started = Instant::now();
-    let net = Testnet::start(
-        args.nodes,
-        voidmesh_kad::Config::default(),
-        args.join_concurrency,
-    )
-    .await
-    .context("starting the network")?;
+    let defaults = voidmesh_kad::Config::default();
+    let kad = voidmesh_kad::Config {
+        disjoint_paths: args.disjoint_paths.unwrap_or(defaults.disjoint_paths),
+        read_quorum: args.read_quorum.unwrap_or(defaults.read_quorum),
+        ..defaults
+    };
+    let notes = format!(
+        "in-process, loopback QUIC, k={} alpha={} d={} read_quorum={}, {} in flight, PUT replication 20",
+        kad.k, kad.alpha, kad.disjoint_paths, kad.read_quorum, args.in_flight
+    );
+    let net = Testnet::start(args.nodes, kad, args.join_concurrency)
+        .await
+        .context("starting the network")?;
     let bootstrap_s = started.elapsed().as_secs_f64();
     eprintln!("bootstrap: {bootstrap_s:.2} s for {} nodes", args.nodes);
     let handles: Vec<_> = net.nodes.iter().map(|n| n.handle()).collect();
@@ -179,7 +191,7 @@ pub async fn w1(args: W1Args) -> Result<()> {
         "get_p99_ms": round(ms(&get_hist, 0.99), 3),
         "get_ops_per_s": round(get_ok as f64 / get_wall.max(1e-9), 1),
         "rss_mb": round(peak_rss_mb(), 1),
-        "notes": format!("in-process, loopback QUIC, k=20 alpha=3, {} in flight, PUT replication 20", args.in_flight),
+        "notes": notes,
     });
     net.shutdown().await;
     println!("{line}");
