@@ -34,8 +34,10 @@
 //!
 //! # Determinism
 //! The only source of randomness is the scenario's seed: node ids, latencies, losses,
-//! workload choices and adversaries each draw from their own seeded `StdRng`; each
-//! node's Kademlia gets a seed derived from it. Events due at the same virtual instant run
+//! keys, initiators, churn and adversaries each draw from their own seeded `StdRng`, and
+//! each node's Kademlia gets a seed derived from it. Separate streams also mean that two
+//! scenarios differing only in, say, the republish interval see the same keys, the same
+//! departures at the same instants and the same lookup targets. Events due at the same virtual instant run
 //! in the order they were scheduled. The wall clock is read once, as the epoch of
 //! virtual time, and never again by the simulation.
 #![deny(missing_docs)]

@@ -83,8 +83,15 @@ struct Workload<'p> {
     scenario: Scenario,
     /// The network.
     world: World,
-    /// Workload choices: who does what, keys and values.
-    rng: StdRng,
+    /// Keys, values, lookup targets and probe samples. Separate streams keep the workload
+    /// the same when only the network's behaviour changes (common random numbers).
+    rng_keys: StdRng,
+    /// Which node starts each operation.
+    rng_nodes: StdRng,
+    /// Churn: arrival times, who leaves, crash or not, whether newcomers are adversarial.
+    rng_churn: StdRng,
+    /// Which of the initial nodes are adversarial.
+    rng_adversaries: StdRng,
     /// Records stored in the put phase.
     records: Vec<Record>,
     /// Probe rounds.
@@ -107,7 +114,10 @@ pub fn run(scenario: &Scenario, progress: &mut dyn Progress) -> Result<RunOutput
     scenario.validate()?;
     let mut w = Workload {
         world: World::new(scenario, Instant::now()),
-        rng: StdRng::seed_from_u64(mix64(scenario.seed ^ 0x776f_726b)),
+        rng_keys: StdRng::seed_from_u64(mix64(scenario.seed ^ 0x6b65_7973)),
+        rng_nodes: StdRng::seed_from_u64(mix64(scenario.seed ^ 0x6e6f_6465)),
+        rng_churn: StdRng::seed_from_u64(mix64(scenario.seed ^ 0x6368_7572)),
+        rng_adversaries: StdRng::seed_from_u64(mix64(scenario.seed ^ 0x6164_7673)),
         scenario: scenario.clone(),
         records: Vec::new(),
         probes: Vec::new(),
@@ -149,7 +159,7 @@ impl Workload<'_> {
         let bad = ((self.scenario.adversary_fraction * n as f64).round() as usize).min(n - 1);
         let mut adversarial = vec![false; n];
         if bad > 0 {
-            for i in rand::seq::index::sample(&mut self.rng, n - 1, bad) {
+            for i in rand::seq::index::sample(&mut self.rng_adversaries, n - 1, bad) {
                 adversarial[i + 1] = true;
             }
         }
@@ -182,9 +192,9 @@ impl Workload<'_> {
         let start = self.world.now();
         for r in 0..self.scenario.records {
             let mut value = vec![0u8; self.scenario.value_size];
-            self.rng.fill(&mut value[..]);
+            self.rng_keys.fill(&mut value[..]);
             self.records.push(Record {
-                key: Key(self.rng.gen()),
+                key: Key(self.rng_keys.gen()),
                 value: Bytes::from(value),
                 writer: u32::MAX,
                 stored: false,
@@ -298,7 +308,7 @@ impl Workload<'_> {
         if rate <= 0.0 {
             return None;
         }
-        let u: f64 = self.rng.gen();
+        let u: f64 = self.rng_churn.gen();
         let gap = Duration::from_secs_f64((-(1.0 - u).ln() / rate).min(1e9));
         let at = after + gap;
         (at < self.churn_end).then_some(at)
@@ -362,10 +372,13 @@ impl Workload<'_> {
 
     fn honest_node(&mut self, not: Option<u32>) -> Result<u32, SimError> {
         let pick = match not {
-            Some(n) => self.world.joined_honest().pick_other(&mut self.rng, n),
-            None => self.world.joined_honest().pick(&mut self.rng),
+            Some(n) => self
+                .world
+                .joined_honest()
+                .pick_other(&mut self.rng_nodes, n),
+            None => self.world.joined_honest().pick(&mut self.rng_nodes),
         };
-        pick.or_else(|| self.world.joined_honest().pick(&mut self.rng))
+        pick.or_else(|| self.world.joined_honest().pick(&mut self.rng_nodes))
             .ok_or(SimError::NoHonestNode)
     }
 
@@ -373,7 +386,7 @@ impl Workload<'_> {
         match action {
             Action::Join(node) => self.world.join(node),
             Action::ChurnJoin => {
-                let bad = self.rng.gen::<f64>() < self.scenario.adversary_fraction;
+                let bad = self.rng_churn.gen::<f64>() < self.scenario.adversary_fraction;
                 let behaviour: Option<Behaviour> = bad.then_some(self.scenario.adversary);
                 let node = self.world.add_node(behaviour);
                 self.world.join(node);
@@ -384,8 +397,8 @@ impl Workload<'_> {
             }
             Action::ChurnLeave => {
                 // Keep at least two honest nodes so probes have somewhere to start.
-                if let Some(node) = self.world.alive().pick(&mut self.rng) {
-                    let crash = self.rng.gen::<f64>() < self.scenario.crash_fraction;
+                if let Some(node) = self.world.alive().pick(&mut self.rng_churn) {
+                    let crash = self.rng_churn.gen::<f64>() < self.scenario.crash_fraction;
                     let honest = self.world.joined_honest();
                     if !(honest.contains(node) && honest.len() <= 2) {
                         self.world.depart(node, crash);
@@ -413,7 +426,7 @@ impl Workload<'_> {
             }
             Action::Lookup => {
                 let node = self.honest_node(None)?;
-                let target = Key(self.rng.gen());
+                let target = Key(self.rng_keys.gen());
                 self.world.start_lookup(node, target);
             }
             Action::Probe(p) => {
@@ -421,7 +434,7 @@ impl Workload<'_> {
                     .filter(|&i| self.records[i].stored)
                     .collect();
                 let amount = self.scenario.probe_sample.min(stored.len());
-                let picks = rand::seq::index::sample(&mut self.rng, stored.len(), amount);
+                let picks = rand::seq::index::sample(&mut self.rng_keys, stored.len(), amount);
                 self.probes.push(ProbeRow {
                     at: self.world.now().saturating_sub(self.churn_start),
                     alive: self.world.alive().len(),

@@ -138,7 +138,7 @@ fn every_adversary_behaviour_terminates() {
         let s = Scenario {
             adversary_fraction: 0.2,
             adversary: behaviour,
-            ..scenario(150, 30, 10)
+            ..scenario(100, 30, 10)
         };
         let (_, sum) = simulate(&s);
         assert_eq!(sum["lookups"], 30, "{behaviour:?}");
@@ -185,10 +185,10 @@ fn full_bootstrap_joins_everyone() {
     for join in [JoinMode::Bootstrap, JoinMode::Seeded] {
         let s = Scenario {
             join,
-            ..scenario(80, 30, 5)
+            ..scenario(60, 30, 5)
         };
         let (out, sum) = simulate(&s);
-        assert_eq!(out.alive_at_end, 80);
+        assert_eq!(out.alive_at_end, 60);
         assert!(f(&sum, "lookup_success") >= 0.95, "{join:?}: {sum}");
     }
 }
