@@ -14,10 +14,13 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use voidmesh_proto::signed::SignedRecord;
 use voidmesh_proto::{Contact, Key, Version};
 
 /// key (32 bytes) → `version u64 | expires unix ms u64 | replication u8 | publisher u8 | value`.
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// key (32 bytes) → `replication u8 | publisher u8 | signed record` (proto `signed` layout).
+const SIGNED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("signed");
 /// node id (32 bytes) → socket address as text.
 const CONTACTS: TableDefinition<&[u8], &str> = TableDefinition::new("contacts");
 
@@ -77,11 +80,43 @@ impl StoredRecord {
     }
 }
 
+/// A signed record as kept on disk, with what is needed to republish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSigned {
+    /// The record (its own expiry is inside, signed).
+    pub record: SignedRecord,
+    /// Replication it should be republished with.
+    pub replication: u8,
+    /// Whether this node's own PUT SIGNED created it.
+    pub publisher: bool,
+}
+
+impl StoredSigned {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.replication, u8::from(self.publisher)];
+        out.extend_from_slice(&self.record.to_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<StoredSigned> {
+        let replication = *bytes.first()?;
+        let publisher = *bytes.get(1)? != 0;
+        let record = SignedRecord::decode(&Bytes::copy_from_slice(bytes.get(2..)?)).ok()?;
+        Some(StoredSigned {
+            record,
+            replication,
+            publisher,
+        })
+    }
+}
+
 /// What a node finds on disk when it starts.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Unexpired records.
     pub records: Vec<StoredRecord>,
+    /// Unexpired signed records (the state machine verifies them again on restore).
+    pub signed: Vec<StoredSigned>,
     /// Contacts remembered from the last run.
     pub contacts: Vec<Contact>,
 }
@@ -91,6 +126,7 @@ pub type Completion = Box<dyn FnOnce(bool) + Send>;
 
 enum Op {
     Record(StoredRecord, Option<Completion>),
+    Signed(StoredSigned, Option<Completion>),
     Contacts(Vec<Contact>, Option<Completion>),
 }
 
@@ -146,6 +182,18 @@ impl Storage {
         }
     }
 
+    /// Writes a signed record (replacing the one under its key); `done` runs once it is
+    /// durable (or failed).
+    pub fn put_signed(&self, signed: StoredSigned, done: Option<Completion>) {
+        if let Some(ops) = &self.ops {
+            if let Err(mpsc::SendError(Op::Signed(_, Some(done)))) =
+                ops.send(Op::Signed(signed, done))
+            {
+                done(false);
+            }
+        }
+    }
+
     /// Replaces the remembered contacts; `done` runs once that is durable (or failed).
     pub fn save_contacts(&self, contacts: Vec<Contact>, done: Option<Completion>) {
         if let Some(ops) = &self.ops {
@@ -173,6 +221,7 @@ fn load(db: &Database) -> Result<Loaded, redb::Error> {
     // Make sure both tables exist, so a fresh database reads as empty.
     let txn = db.begin_write()?;
     txn.open_table(RECORDS)?;
+    txn.open_table(SIGNED)?;
     txn.open_table(CONTACTS)?;
     txn.commit()?;
 
@@ -185,6 +234,15 @@ fn load(db: &Database) -> Result<Loaded, redb::Error> {
             Some(r) if r.expires_unix_ms > now => loaded.records.push(r),
             Some(_) => {}
             None => tracing::warn!("unreadable record on disk skipped"),
+        }
+    }
+    let now_secs = now / 1000;
+    for entry in txn.open_table(SIGNED)?.iter()? {
+        let (_, v) = entry?;
+        match StoredSigned::decode(v.value()) {
+            Some(s) if s.record.expiry > now_secs => loaded.signed.push(s),
+            Some(_) => {}
+            None => tracing::warn!("unreadable signed record on disk skipped"),
         }
     }
     for entry in txn.open_table(CONTACTS)?.iter()? {
@@ -236,11 +294,16 @@ fn commit(
     let txn = db.begin_write()?;
     {
         let mut records = txn.open_table(RECORDS)?;
+        let mut signed = txn.open_table(SIGNED)?;
         let mut contacts = txn.open_table(CONTACTS)?;
         for op in batch {
             match op {
                 Op::Record(record, done) => {
                     records.insert(record.key.0.as_slice(), record.encode().as_slice())?;
+                    completions.extend(done);
+                }
+                Op::Signed(record, done) => {
+                    signed.insert(record.record.key().0.as_slice(), record.encode().as_slice())?;
                     completions.extend(done);
                 }
                 Op::Contacts(list, done) => {
@@ -259,6 +322,9 @@ fn commit(
                     .and_then(|b| b.try_into().ok())
                     .map(u64::from_be_bytes)
                     .is_some_and(|expires| expires > now)
+            })?;
+            signed.retain(|_, v| {
+                StoredSigned::decode(v).is_some_and(|s| s.record.expiry > now / 1000)
             })?;
         }
     }
@@ -318,6 +384,33 @@ mod tests {
         );
         assert_eq!(loaded.contacts.len(), 1);
         assert_eq!(loaded.contacts[0].id, Key([9; 32]));
+    }
+
+    #[test]
+    fn signed_records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dht.redb");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let expiry = unix_ms() / 1000 + 600;
+        let record = SignedRecord::sign(
+            &key,
+            Bytes::from_static(b"salt"),
+            4,
+            expiry,
+            Bytes::from_static(b"v"),
+        )
+        .unwrap();
+        let stored = StoredSigned {
+            record,
+            replication: 5,
+            publisher: true,
+        };
+        {
+            let (storage, _) = Storage::open(&path).unwrap();
+            storage.put_signed(stored.clone(), None);
+        }
+        let (_storage, loaded) = Storage::open(&path).unwrap();
+        assert_eq!(loaded.signed, vec![stored]);
     }
 
     #[test]

@@ -135,3 +135,42 @@ async fn get_signed_of_an_absent_key_answers_failure() {
     assert_eq!(get_signed(&net, 2, key).await, None);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_records_survive_a_restart_from_the_data_dir() {
+    use std::net::SocketAddr;
+    use voidmesh_net::Identity;
+    use voidmesh_node::config::DhtConfig;
+    use voidmesh_node::service::DhtService;
+
+    let dir = tempfile::tempdir().unwrap();
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let config = DhtConfig {
+        p2p_address: loopback,
+        api_address: loopback,
+        bootstrappers: Vec::new(),
+        kad: fast_kad(),
+        max_api_connections: 16,
+    };
+    let identity = Identity::generate();
+    let owner = SigningKey::from_bytes(&[11; 32]);
+    let rec = record(&owner, 5, b"kept on disk");
+    let node = DhtService::start(&identity, &config, Some(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        node.handle().put_signed(rec.clone(), 3).await.unwrap(),
+        PutSignedStatus::Stored
+    );
+    node.shutdown().await;
+
+    let identity = Identity::from_pkcs8_pem(&identity.to_pkcs8_pem()).unwrap();
+    let node = DhtService::start(&identity, &config, Some(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        node.handle().get_signed(rec.key()).await.unwrap(),
+        Some(rec)
+    );
+    node.shutdown().await;
+}

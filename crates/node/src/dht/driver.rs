@@ -3,7 +3,7 @@
 //! its one timer; outputs to `net` (transmits) and to waiting callers (events).
 
 use super::Command;
-use crate::storage::{unix_ms, Completion, Storage, StoredRecord};
+use crate::storage::{unix_ms, Completion, Storage, StoredRecord, StoredSigned};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,6 +52,8 @@ pub(super) struct Driver {
     storage: Option<Storage>,
     /// Local PUTs whose record is written to disk if this node keeps a copy.
     local_puts: HashMap<QueryId, StoredRecord>,
+    /// Local PUT SIGNEDs, likewise.
+    local_signed_puts: HashMap<QueryId, StoredSigned>,
     /// Contacts as last written to disk, to skip rewriting an unchanged table.
     saved_contacts: Vec<Contact>,
     feedback_tx: mpsc::UnboundedSender<Feedback>,
@@ -71,6 +73,7 @@ impl Driver {
             endpoint,
             storage,
             local_puts: HashMap::new(),
+            local_signed_puts: HashMap::new(),
             saved_contacts: Vec::new(),
             feedback_tx,
             feedback_rx,
@@ -169,9 +172,17 @@ impl Driver {
                 record,
                 replication,
                 reply,
-            } => match self.kad.put_signed(now, record, replication) {
+            } => match self.kad.put_signed(now, record.clone(), replication) {
                 Ok(query) => {
                     self.waiting.signed_puts.insert(query, reply);
+                    if self.storage.is_some() {
+                        let stored = StoredSigned {
+                            record,
+                            replication,
+                            publisher: true,
+                        };
+                        self.local_signed_puts.insert(query, stored);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "signed record refused");
@@ -250,6 +261,17 @@ impl Driver {
             id: inbound.from,
             addr: inbound.addr,
         };
+        let signed = match &request {
+            KadMessage::StoreSigned {
+                record,
+                replication,
+            } => Some(StoredSigned {
+                record: record.clone(),
+                replication: *replication,
+                publisher: false,
+            }),
+            _ => None,
+        };
         let stored = match &request {
             KadMessage::Store {
                 key,
@@ -280,6 +302,19 @@ impl Driver {
                         responder.send(KadMessage::StoreReply { key, stored: ok }.encode())
                     })),
                 );
+            }
+            (Some(storage), None, KadMessage::StoreReply { key, stored: true })
+                if signed.is_some() =>
+            {
+                let key = *key;
+                if let Some(signed) = signed {
+                    storage.put_signed(
+                        signed,
+                        Some(Box::new(move |ok| {
+                            responder.send(KadMessage::StoreReply { key, stored: ok }.encode())
+                        })),
+                    );
+                }
             }
             _ => responder.send(reply.encode()),
         }
@@ -380,6 +415,13 @@ impl Driver {
                         let key = record.map(|r| r.key);
                         tracing::debug!(?key, stored_remote, stored_local, "PUT done");
                     }
+                }
+                if let (Some(signed), Some(storage), true) = (
+                    self.local_signed_puts.remove(&query),
+                    &self.storage,
+                    stored_local,
+                ) {
+                    storage.put_signed(signed, None);
                 }
                 if let Some(reply) = self.waiting.signed_puts.remove(&query) {
                     let status = if stored_remote > 0 || stored_local {

@@ -301,7 +301,15 @@ impl DhtNode {
         let mut state = Kademlia::new(node_id, kad, now);
         // Signed records' expiry is checked against Unix time; the driver refreshes it.
         state.set_unix_time(now, unix_ms() / 1000);
-        let restored = restore_records(&mut state, now, loaded.records);
+        let mut restored = restore_records(&mut state, now, loaded.records);
+        for s in loaded.signed {
+            if state
+                .restore_signed(now, s.record, s.replication, s.publisher)
+                .is_held()
+            {
+                restored += 1;
+            }
+        }
         if restored > 0 {
             tracing::info!(records = restored, "records restored from disk");
         }
