@@ -65,10 +65,11 @@ async def main():
     parser.add_argument("--join-concurrency", type=int, default=16,
                         help="joins in flight while bootstrapping (voidmesh's bench w1 uses 16)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--log-level", default="ERROR", help="logging level of the kademlia package")
     args = parser.parse_args()
     if args.nodes < 2:
         sys.exit("W1 needs at least 2 nodes")
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()))
     rng = random.Random(args.seed)
 
     # Start every node on loopback (port 0: the OS picks), node 0 first.

@@ -56,6 +56,17 @@ struct Progress {
     joins: AtomicUsize,
     puts: AtomicUsize,
     gets: AtomicUsize,
+    /// Figures of the phases that finished, for the partial report.
+    figures: std::sync::Mutex<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Progress {
+    fn record(&self, key: &str, value: f64) {
+        self.figures
+            .lock()
+            .expect("not poisoned")
+            .insert(key.to_string(), serde_json::json!(value));
+    }
 }
 
 #[derive(NetworkBehaviour)]
@@ -255,14 +266,14 @@ async fn main() -> Result<()> {
                 let phase = *progress.phase.lock().expect("not poisoned");
                 let notes = format!(
                     "ABORTED at the {deadline_s} s deadline during the {phase} phase: {}/{} joins returned, \
-                     {} PUTs and {} GETs finished",
+                     {} PUTs and {} GETs finished; figures of finished phases kept, the others null",
                     progress.joins.load(Ordering::Relaxed),
                     nodes - 1,
                     progress.puts.load(Ordering::Relaxed),
                     progress.gets.load(Ordering::Relaxed),
                 );
                 eprintln!("{notes}");
-                serde_json::json!({
+                let mut line = serde_json::json!({
                     "system": "rust-libp2p 0.57.1 kad 0.49.0",
                     "nodes": nodes,
                     "bootstrap_s": null,
@@ -270,9 +281,14 @@ async fn main() -> Result<()> {
                     "get_ok": null, "get_p50_ms": null, "get_p99_ms": null,
                     "get_ops_per_s": null,
                     "rss_mb": round(peak_rss_mb(), 1),
-                    "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
                     "notes": notes,
-                })
+                    "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
+                });
+                // Keep the figures of the phases that did finish.
+                for (key, value) in progress.figures.lock().expect("not poisoned").iter() {
+                    line[key] = value.clone();
+                }
+                line
             }
         }
     };
@@ -329,6 +345,7 @@ async fn w1(args: Args, progress: Arc<Progress>) -> Result<serde_json::Value> {
         }
     }
     let bootstrap_s = started.elapsed().as_secs_f64();
+    progress.record("bootstrap_s", round(bootstrap_s, 3));
     eprintln!(
         "bootstrap: {bootstrap_s:.2} s for {} nodes ({failed_joins} joins failed)",
         args.nodes
@@ -362,6 +379,9 @@ async fn w1(args: Args, progress: Arc<Progress>) -> Result<serde_json::Value> {
         }
     }
     eprintln!("put phase: {}/{} ok", stored.len(), args.puts);
+    progress.record("put_ok", round(stored.len() as f64 / args.puts.max(1) as f64, 4));
+    progress.record("put_p50_ms", round(ms(&put_hist, 0.5), 3));
+    progress.record("put_p99_ms", round(ms(&put_hist, 0.99), 3));
 
     // GET phase: each stored key from a random node other than its putter.
     let gets: Vec<(usize, Vec<u8>, Vec<u8>)> = stored
