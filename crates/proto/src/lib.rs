@@ -5,6 +5,7 @@
 //! - [`frame`]: the `size | type` headers of API and peer messages, checked before parsing.
 //! - [`dht_api`]: the VoidPhone DHT API messages (650–653), byte-exact with the spec.
 //! - [`kad_msg`]: Kademlia peer-to-peer messages (660–680), see `docs/protocol.md`.
+//! - [`chat_msg`]: chat session messages (700–709) and signed room posts.
 //! - [`signed`]: signed mutable records (key, signature, wire form).
 //! - [`wire`]: small cursor helpers shared by the decoders.
 //!
@@ -13,6 +14,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod chat_msg;
 pub mod dht_api;
 pub mod frame;
 pub mod gossip_api;
@@ -22,6 +24,7 @@ pub mod kad_msg;
 pub mod signed;
 pub mod wire;
 
+pub use chat_msg::{ChatMessage, RoomPost};
 pub use dht_api::DhtMessage;
 pub use frame::{DecodeError, API_HEADER_LEN, PEER_HEADER_LEN};
 pub use gossip_api::GossipApiMessage;

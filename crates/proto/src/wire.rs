@@ -62,6 +62,13 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    /// Reads `n` bytes, without copying.
+    pub fn bytes(&mut self, n: usize, field: &'static str) -> Result<Bytes, DecodeError> {
+        let start = self.pos;
+        self.take(n, field)?;
+        Ok(self.buf.slice(start..self.pos))
+    }
+
     /// Reads a 32-byte key or node id.
     pub fn key(&mut self, field: &'static str) -> Result<Key, DecodeError> {
         Ok(Key(self.array::<32>(field)?))
