@@ -6,6 +6,7 @@ use crate::ChatError;
 use rusqlite::{params, Connection};
 use std::fmt;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 /// File name of the history database under `data_dir`.
 pub const HISTORY_FILE: &str = "chat.sqlite";
@@ -53,9 +54,10 @@ impl fmt::Display for Entry {
     }
 }
 
-/// The history database.
+/// The history database. Writes are small and local (WAL journal), so they are made in
+/// place; the mutex only makes the handle shareable between tasks.
 pub struct History {
-    db: Connection,
+    db: Mutex<Connection>,
 }
 
 impl History {
@@ -82,7 +84,7 @@ impl History {
              CREATE INDEX IF NOT EXISTS by_conversation ON messages (conversation, id);",
         )
         .map_err(|e| history_error(&path, e))?;
-        Ok(History { db })
+        Ok(History { db: Mutex::new(db) })
     }
 
     /// Stores a message; `local_ref` lets a later status update find a sent message.
@@ -94,7 +96,7 @@ impl History {
             Direction::Out => "out",
             Direction::In => "in",
         };
-        self.db
+        self.db()
             .execute(
                 "INSERT INTO messages (direction, conversation, author, at_ms, text, status, local_ref)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -117,7 +119,7 @@ impl History {
     /// # Errors
     /// [`ChatError::History`] when the write fails.
     pub fn set_status(&self, local_ref: &str, status: &str) -> Result<(), ChatError> {
-        self.db
+        self.db()
             .execute(
                 "UPDATE messages SET status = ?1 WHERE local_ref = ?2",
                 params![status, local_ref],
@@ -131,8 +133,8 @@ impl History {
     /// # Errors
     /// [`ChatError::History`] when the read fails.
     pub fn conversation(&self, conversation: &str, limit: usize) -> Result<Vec<Entry>, ChatError> {
-        let mut stmt = self
-            .db
+        let db = self.db();
+        let mut stmt = db
             .prepare(
                 "SELECT direction, conversation, author, at_ms, text, status FROM messages
                  WHERE conversation = ?1 ORDER BY id DESC LIMIT ?2",
@@ -167,6 +169,14 @@ impl History {
     }
 }
 
+impl History {
+    /// The connection; a panic while it was held cannot leave SQLite inconsistent, so a
+    /// poisoned lock is taken over.
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 fn history_error(path: &Path, e: rusqlite::Error) -> ChatError {
     ChatError::History(format!("{}: {e}", path.display()))
 }
@@ -191,7 +201,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let history = History::open(dir.path()).unwrap();
-            history.add(&entry("one", Direction::Out), Some("r1")).unwrap();
+            history
+                .add(&entry("one", Direction::Out), Some("r1"))
+                .unwrap();
             history.add(&entry("two", Direction::In), None).unwrap();
             history.set_status("r1", "delivered").unwrap();
         }
@@ -202,6 +214,9 @@ mod tests {
         assert_eq!(got[0].status, "delivered");
         assert_eq!(got[1].direction, Direction::In);
         assert!(history.conversation("#other", 10).unwrap().is_empty());
-        assert_eq!(history.conversation("bob#abcdefghij", 1).unwrap()[0].text, "two");
+        assert_eq!(
+            history.conversation("bob#abcdefghij", 1).unwrap()[0].text,
+            "two"
+        );
     }
 }

@@ -1,1 +1,197 @@
-//! (being written)
+//! A whole chat peer in one process, as `voidmesh chat` runs it: the DHT module (presence,
+//! lookups), the gossip module (rooms), the chat endpoint (sessions) and the engine, all
+//! under one hostkey and one data directory.
+
+use crate::engine::{self, ChatConfig, ChatUi, Parts, CHAT_ALPN};
+use crate::history::History;
+use crate::user::{check_name, Handle, UserKey};
+use crate::ChatError;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{info, warn};
+use voidmesh_net::{Endpoint, EndpointConfig, Identity};
+use voidmesh_node::config::Config;
+use voidmesh_node::service::{DhtService, GossipService};
+
+/// How long starting waits for the DHT to join through a bootstrapper before publishing
+/// presence anyway (it is published again every `presence_republish`).
+pub const JOIN_WAIT: Duration = Duration::from_secs(15);
+
+/// A running chat peer.
+pub struct ChatPeer {
+    dht: DhtService,
+    gossip: GossipService,
+    me: Handle,
+    chat_addr: SocketAddr,
+}
+
+impl ChatPeer {
+    /// Starts every part for user `name` from `config` (which must have `[dht]`,
+    /// `[gossip]` and `[chat]` sections) with hostkey `identity`, and returns the UI's
+    /// side of the engine. Presence is published once the DHT has joined (or after
+    /// [`JOIN_WAIT`]); [`crate::Event::Ready`] follows.
+    ///
+    /// # Errors
+    /// [`ChatError::Start`] (missing sections, addresses that cannot be bound),
+    /// [`ChatError::BadHandle`] for a bad name, [`ChatError::UserKey`],
+    /// [`ChatError::History`].
+    pub async fn start(
+        name: &str,
+        config: &Config,
+        identity: &Identity,
+    ) -> Result<(ChatPeer, ChatUi), ChatError> {
+        check_name(name)?;
+        let start_error = |e: &dyn std::fmt::Display| ChatError::Start(e.to_string());
+        let dht_config = config.require_dht().map_err(|e| start_error(&e))?;
+        let gossip_config = config.require_gossip().map_err(|e| start_error(&e))?;
+        let chat_section = config.chat.as_ref().ok_or_else(|| {
+            ChatError::Start(format!(
+                "{}: the [chat] section is missing",
+                config.path.display()
+            ))
+        })?;
+        let user = UserKey::load_or_create(&config.data_dir)?;
+        let history = History::open(&config.data_dir)?;
+        let me = Handle::new(name, &user.public_key());
+
+        let dht = DhtService::start(identity, dht_config, Some(&config.data_dir))
+            .await
+            .map_err(|e| start_error(&e))?;
+        let gossip = GossipService::start(identity, gossip_config)
+            .await
+            .map_err(|e| start_error(&e))?;
+        let chat_config = ChatConfig {
+            republish: chat_section.presence_republish,
+            presence_ttl: chat_section.presence_ttl,
+            max_message_bytes: chat_section.max_message_bytes,
+            request_timeout: chat_section.request_timeout,
+            replication: dht_config.kad.k.min(usize::from(u8::MAX)) as u8,
+            ..ChatConfig::default()
+        };
+        let endpoint_config = EndpointConfig {
+            alpn: CHAT_ALPN.to_vec(),
+            request_timeout: chat_config.request_timeout,
+            max_message_size: chat_config.max_message_bytes + 1024,
+            idle_timeout: Duration::from_secs(60),
+        };
+        let (endpoint, inbound) =
+            Endpoint::bind(identity, chat_section.p2p_address, endpoint_config).map_err(|e| {
+                ChatError::Start(format!("chat address {}: {e}", chat_section.p2p_address))
+            })?;
+
+        // The address others dial: the bound one, or for a wildcard the advertised IP.
+        let toward = first_addr(&dht_config.bootstrappers);
+        let advertise = |bound: SocketAddr| -> SocketAddr {
+            if !bound.ip().is_unspecified() {
+                return bound;
+            }
+            let ip = chat_section
+                .advertise_address
+                .or_else(|| toward.and_then(outward_ip))
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            SocketAddr::new(ip, bound.port())
+        };
+        let chat_addr = advertise(endpoint.local_addr());
+        let gossip_addr = advertise(gossip.p2p_addr());
+
+        wait_for_join(&dht, !dht_config.bootstrappers.is_empty()).await;
+        let ui = engine::start(
+            Parts {
+                user,
+                name: name.to_owned(),
+                dht: dht.handle(),
+                gossip: gossip.handle(),
+                endpoint,
+                inbound,
+                chat_addrs: vec![chat_addr],
+                gossip_addr: Some(gossip_addr),
+                history,
+            },
+            chat_config,
+        )
+        .await?;
+        info!(%me, chat = %chat_addr, dht = %dht.p2p_addr(), gossip = %gossip.p2p_addr(), "chat peer running");
+        Ok((
+            ChatPeer {
+                dht,
+                gossip,
+                me,
+                chat_addr,
+            },
+            ui,
+        ))
+    }
+
+    /// Our handle.
+    pub fn handle(&self) -> &Handle {
+        &self.me
+    }
+
+    /// The chat address published in presence.
+    pub fn chat_addr(&self) -> SocketAddr {
+        self.chat_addr
+    }
+
+    /// Where the DHT module listens for peers.
+    pub fn dht_addr(&self) -> SocketAddr {
+        self.dht.p2p_addr()
+    }
+
+    /// Where the gossip module listens for peers.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip.p2p_addr()
+    }
+
+    /// Stops the modules (call after the engine reported [`crate::Event::Stopped`]).
+    pub async fn shutdown(self) {
+        self.gossip.shutdown().await;
+        self.dht.shutdown().await;
+    }
+}
+
+/// Waits until the DHT knows a contact (it joins in the background), at most [`JOIN_WAIT`].
+async fn wait_for_join(dht: &DhtService, has_bootstrappers: bool) {
+    let remembered = dht
+        .handle()
+        .contacts()
+        .await
+        .map(|c| !c.is_empty())
+        .unwrap_or(false);
+    if !has_bootstrappers && !remembered {
+        return;
+    }
+    let deadline = Instant::now() + JOIN_WAIT;
+    while Instant::now() < deadline {
+        if dht
+            .handle()
+            .contacts()
+            .await
+            .map(|c| !c.is_empty())
+            .unwrap_or(true)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    warn!("the DHT has not joined yet; publishing presence anyway");
+}
+
+/// The first bootstrapper that parses as an address.
+fn first_addr(entries: &[String]) -> Option<SocketAddr> {
+    entries.iter().find_map(|e| e.parse().ok())
+}
+
+/// The local IP the system would use to reach `toward`: a UDP socket is "connected",
+/// which only picks a route and sends nothing.
+fn outward_ip(toward: SocketAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = if toward.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(toward).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}

@@ -52,6 +52,8 @@ pub struct Config {
     pub dht: Option<DhtConfig>,
     /// The `[gossip]` section, if present.
     pub gossip: Option<GossipConfig>,
+    /// The `[chat]` section, if present.
+    pub chat: Option<ChatSection>,
     /// Unknown keys and other harmless oddities, to be logged as warnings.
     pub warnings: Vec<String>,
 }
@@ -87,6 +89,24 @@ pub struct GossipConfig {
     pub gossip: voidmesh_gossip::Config,
     /// `max_api_connections`: API clients served at once.
     pub max_api_connections: usize,
+}
+
+/// Settings of the chat (`[chat]`), read by `voidmesh chat`.
+#[derive(Debug, Clone)]
+pub struct ChatSection {
+    /// `p2p_address`: where other chat peers open sessions with this one (QUIC/UDP).
+    pub p2p_address: SocketAddr,
+    /// `advertise_address`: the IP published in the presence record when `p2p_address`
+    /// is a wildcard; `None` means "the interface that routes to the bootstrappers".
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// `presence_republish`: how often presence is published again (default 5 min).
+    pub presence_republish: Duration,
+    /// `presence_ttl`: how long a presence record lives (default 15 min).
+    pub presence_ttl: Duration,
+    /// `max_message_bytes`: longest text sent or accepted (default 4096).
+    pub max_message_bytes: usize,
+    /// `request_timeout`: how long opening a session or sending a line may take (5 s).
+    pub request_timeout: Duration,
 }
 
 const TOP_KEYS: &[&str] = &["hostkey", "data_dir"];
@@ -125,6 +145,14 @@ const GOSSIP_KEYS: &[&str] = &[
     "max_ttl",
     "validation_timeout",
     "max_api_connections",
+];
+const CHAT_KEYS: &[&str] = &[
+    "p2p_address",
+    "advertise_address",
+    "presence_republish",
+    "presence_ttl",
+    "max_message_bytes",
+    "request_timeout",
 ];
 
 /// The per-user default data directory: `$XDG_DATA_HOME/voidmesh` or
@@ -174,6 +202,7 @@ impl Config {
                 None => TOP_KEYS,
                 Some("dht") => DHT_KEYS,
                 Some("gossip") => GOSSIP_KEYS,
+                Some("chat") => CHAT_KEYS,
                 Some(other) => {
                     warnings.push(format!(
                         "{}:{}: unknown section [{other}] ignored",
@@ -211,12 +240,18 @@ impl Config {
         } else {
             None
         };
+        let chat = if ini.section(Some("chat")).is_some() {
+            Some(doc.chat()?)
+        } else {
+            None
+        };
         Ok(Config {
             path: path.to_owned(),
             hostkey,
             data_dir,
             dht,
             gossip,
+            chat,
             warnings,
         })
     }
@@ -455,6 +490,30 @@ impl Doc<'_> {
             known_peers: self.list(s, "known_peers")?,
             gossip,
             max_api_connections: self.number(s, "max_api_connections", 4096, 1..=1_000_000)?,
+        })
+    }
+}
+
+impl Doc<'_> {
+    fn chat(&self) -> Result<ChatSection, ConfigError> {
+        let s = "chat";
+        let advertise_address = match self.get(Some(s), "advertise_address") {
+            None => None,
+            Some(value) => Some(value.parse().map_err(|_| {
+                self.error(
+                    Some(s),
+                    "advertise_address",
+                    format!("`{value}` is not an IP address"),
+                )
+            })?),
+        };
+        Ok(ChatSection {
+            p2p_address: self.required_addr(s, "p2p_address")?,
+            advertise_address,
+            presence_republish: self.duration(s, "presence_republish", Duration::from_secs(300))?,
+            presence_ttl: self.duration(s, "presence_ttl", Duration::from_secs(900))?,
+            max_message_bytes: self.number(s, "max_message_bytes", 4096, 1..=60_000)?,
+            request_timeout: self.duration(s, "request_timeout", Duration::from_secs(5))?,
         })
     }
 }
