@@ -143,6 +143,16 @@ impl ChatPeer {
         self.gossip.p2p_addr()
     }
 
+    /// This peer's node id (the same for its DHT, gossip and chat endpoints).
+    pub fn node_id(&self) -> voidmesh_proto::NodeId {
+        self.dht.node_id()
+    }
+
+    /// The gossip module (for its view and statistics).
+    pub fn gossip(&self) -> voidmesh_node::gossip::GossipHandle {
+        self.gossip.handle()
+    }
+
     /// Stops the modules (call after the engine reported [`crate::Event::Stopped`]).
     pub async fn shutdown(self) {
         self.gossip.shutdown().await;

@@ -1,6 +1,7 @@
 //! The one `voidmesh` binary.
 
 mod bench;
+mod chat_cmd;
 mod testnet_demo;
 
 use anyhow::{Context, Result};
@@ -60,6 +61,9 @@ enum Command {
     /// The deterministic simulator: the real Kademlia and gossip state machines on a
     /// virtual network of up to 100 000 nodes (latency, loss, churn, adversaries).
     Sim(Box<voidmesh_sim::SimArgs>),
+    /// The chat: a full peer (DHT + gossip + chat sessions) with a terminal UI, or a line
+    /// mode with --plain. Find people by name#id, talk directly, join #rooms.
+    Chat(Box<chat_cmd::ChatArgs>),
     /// Benchmarks: the W1 workload on a loopback network, or load on one DHT API.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -75,6 +79,10 @@ enum BenchCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Chat(args) = cli.command {
+        // The chat sets up its own logging (to a file under the terminal UI).
+        return exit_code(chat_cmd::run(*args));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -82,7 +90,11 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(cli) {
+    exit_code(run(cli))
+}
+
+fn exit_code(result: Result<()>) -> std::process::ExitCode {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -102,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Node { config } => run_modules(&config, true, true),
         Command::Testnet { nodes } => runtime()?.block_on(testnet_demo::run(nodes)),
         Command::Sim(args) => voidmesh_sim::run_cli(*args),
+        Command::Chat(args) => chat_cmd::run(*args),
         Command::Bench(BenchCommand::W1(args)) => runtime()?.block_on(bench::w1(args)),
         Command::Bench(BenchCommand::Api(args)) => runtime()?.block_on(bench::api(args)),
     }

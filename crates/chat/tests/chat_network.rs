@@ -1,0 +1,476 @@
+//! The chat on a real local network: 18 DHT + gossip nodes and chat peers on loopback QUIC,
+//! driven through the same engine interface the UIs use.
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::{timeout, Instant};
+use voidmesh_chat::event::Absence;
+use voidmesh_chat::history::{Direction, History};
+use voidmesh_chat::peer::ChatPeer;
+use voidmesh_chat::presence::{directory_key, presence_key, Presence};
+use voidmesh_chat::room::{room_data_type, sign_post};
+use voidmesh_chat::{ChatUi, Command, Event, Handle, Target, UserKey};
+use voidmesh_net::Identity;
+use voidmesh_node::config::Config;
+use voidmesh_node::service::{DhtService, GossipService};
+use voidmesh_proto::dht_api::PutSignedStatus;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// INI text of a loopback peer; with `chat`, a [chat] section too.
+fn config(data_dir: &Path, bootstrap: Option<(SocketAddr, SocketAddr)>, chat: bool) -> Config {
+    let mut text = format!(
+        "data_dir = {}\n[dht]\np2p_address = 127.0.0.1:0\napi_address = 127.0.0.1:0\n",
+        data_dir.display()
+    );
+    if let Some((dht, _)) = bootstrap {
+        text.push_str(&format!("bootstrapper = {dht}\n"));
+    }
+    text.push_str(
+        "[gossip]\np2p_address = 127.0.0.1:0\napi_address = 127.0.0.1:0\n\
+         pow_difficulty = 4\nsearch_cooldown = 300ms\nmin_connections = 2\n",
+    );
+    if let Some((_, gossip)) = bootstrap {
+        text.push_str(&format!("bootstrapper = {gossip}\n"));
+    }
+    if chat {
+        text.push_str(
+            "[chat]\np2p_address = 127.0.0.1:0\nmax_message_bytes = 1000\nrequest_timeout = 3s\n",
+        );
+    }
+    Config::parse(Path::new("test.ini"), &text).unwrap()
+}
+
+/// A DHT + gossip node without a chat.
+struct Node {
+    dht: DhtService,
+    gossip: GossipService,
+}
+
+async fn start_node(dir: &Path, bootstrap: Option<(SocketAddr, SocketAddr)>) -> Node {
+    let config = config(dir, bootstrap, false);
+    let identity = Identity::generate();
+    Node {
+        dht: DhtService::start(&identity, config.require_dht().unwrap(), None)
+            .await
+            .unwrap(),
+        gossip: GossipService::start(&identity, config.require_gossip().unwrap())
+            .await
+            .unwrap(),
+    }
+}
+
+/// A chat peer and its UI side.
+struct User {
+    peer: ChatPeer,
+    ui: ChatUi,
+    handle: Handle,
+}
+
+async fn start_user(name: &str, dir: &Path, bootstrap: (SocketAddr, SocketAddr)) -> User {
+    let config = config(dir, Some(bootstrap), true);
+    let (peer, mut ui) = ChatPeer::start(name, &config, &Identity::generate())
+        .await
+        .unwrap();
+    let handle = peer.handle().clone();
+    let ready = next(&mut ui, |e| matches!(e, Event::Ready { .. })).await;
+    assert!(matches!(ready, Event::Ready { me, .. } if me == handle));
+    User { peer, ui, handle }
+}
+
+/// The next event that `pick` accepts (others are skipped), within [`WAIT`].
+async fn next(ui: &mut ChatUi, pick: impl Fn(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, ui.events.recv()).await {
+            Ok(Some(event)) if pick(&event) => return event,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the engine stopped"),
+            Err(_) => panic!("no matching event within {WAIT:?}"),
+        }
+    }
+}
+
+async fn send(user: &User, command: Command) {
+    user.ui.commands.send(command).await.unwrap();
+}
+
+/// 18 nodes, each joining through the first.
+async fn network(root: &Path) -> (Vec<Node>, (SocketAddr, SocketAddr)) {
+    let first = start_node(&root.join("n0"), None).await;
+    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let mut nodes = vec![first];
+    for i in 1..18 {
+        nodes.push(start_node(&root.join(format!("n{i}")), Some(seed)).await);
+    }
+    (nodes, seed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_users_find_each_other_talk_end_and_sign_off() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, seed) = network(root.path()).await;
+    let alice_dir = root.path().join("alice");
+    let mut alice = start_user("alice", &alice_dir, seed).await;
+    let mut bob = start_user("bob", &root.path().join("bob"), seed).await;
+
+    send(&alice, Command::Find(bob.handle.clone())).await;
+    let found = next(&mut alice.ui, |e| {
+        matches!(e, Event::Found { .. } | Event::NotFound { .. })
+    })
+    .await;
+    assert!(
+        matches!(&found, Event::Found { handle, addr } if *handle == bob.handle && *addr == bob.peer.chat_addr()),
+        "{found}"
+    );
+
+    // alice opens a session; both sides see it.
+    send(&alice, Command::Open(bob.handle.clone())).await;
+    let opened = next(&mut alice.ui, |e| {
+        matches!(e, Event::SessionOpened { .. } | Event::Failed { .. })
+    })
+    .await;
+    assert_eq!(
+        opened,
+        Event::SessionOpened {
+            peer: bob.handle.clone(),
+            by_peer: false
+        }
+    );
+    let seen = next(&mut bob.ui, |e| matches!(e, Event::SessionOpened { .. })).await;
+    assert_eq!(
+        seen,
+        Event::SessionOpened {
+            peer: alice.handle.clone(),
+            by_peer: true
+        }
+    );
+
+    // Both ways, acknowledged.
+    let to_bob = Target::User(bob.handle.clone());
+    send(
+        &alice,
+        Command::Send {
+            to: to_bob.clone(),
+            text: "hello bob".into(),
+        },
+    )
+    .await;
+    let delivered = next(&mut alice.ui, |e| {
+        matches!(e, Event::Delivered { .. } | Event::Failed { .. })
+    })
+    .await;
+    assert_eq!(
+        delivered,
+        Event::Delivered {
+            to: to_bob.clone(),
+            seq: 1
+        }
+    );
+    let got = next(&mut bob.ui, |e| matches!(e, Event::Received { .. })).await;
+    assert!(
+        matches!(&got, Event::Received { from, text, .. } if *from == alice.handle && text == "hello bob")
+    );
+    send(
+        &bob,
+        Command::Send {
+            to: Target::User(alice.handle.clone()),
+            text: "hi alice".into(),
+        },
+    )
+    .await;
+    let got = next(&mut alice.ui, |e| matches!(e, Event::Received { .. })).await;
+    assert!(
+        matches!(&got, Event::Received { from, text, .. } if *from == bob.handle && text == "hi alice")
+    );
+
+    // Too long: refused with a clear error, nothing sent.
+    send(
+        &alice,
+        Command::Send {
+            to: to_bob.clone(),
+            text: "x".repeat(1001),
+        },
+    )
+    .await;
+    let failed = next(&mut alice.ui, |e| {
+        matches!(e, Event::Failed { .. } | Event::Delivered { .. })
+    })
+    .await;
+    assert!(
+        matches!(&failed, Event::Failed { reason, .. } if reason.contains("too long")),
+        "{failed}"
+    );
+
+    // alice ends; bob sees it ended by the peer.
+    send(&alice, Command::End(bob.handle.clone())).await;
+    let ended = next(&mut bob.ui, |e| matches!(e, Event::SessionEnded { .. })).await;
+    assert_eq!(
+        ended,
+        Event::SessionEnded {
+            peer: alice.handle.clone(),
+            by_peer: true
+        }
+    );
+
+    // alice quits: her tombstone makes the next lookup say she is gone.
+    send(&alice, Command::Quit).await;
+    next(&mut alice.ui, |e| *e == Event::Stopped).await;
+    alice.peer.shutdown().await;
+    send(&bob, Command::Find(alice.handle.clone())).await;
+    let gone = next(&mut bob.ui, |e| {
+        matches!(e, Event::Found { .. } | Event::NotFound { .. })
+    })
+    .await;
+    assert_eq!(
+        gone,
+        Event::NotFound {
+            handle: alice.handle.clone(),
+            why: Absence::Gone
+        }
+    );
+
+    // alice's history survived in SQLite; after a restart she is the same user.
+    let history = History::open(&alice_dir).unwrap();
+    let past = history.conversation(&to_bob.to_string(), 10).unwrap();
+    let lines: Vec<(Direction, &str, &str)> = past
+        .iter()
+        .map(|e| (e.direction, e.text.as_str(), e.status.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (Direction::Out, "hello bob", "delivered"),
+            (Direction::In, "hi alice", "received")
+        ]
+    );
+    drop(history);
+    let mut again = start_user("alice", &alice_dir, seed).await;
+    assert_eq!(again.handle, alice.handle);
+    send(&again, Command::History(to_bob.clone())).await;
+    let shown = next(&mut again.ui, |e| matches!(e, Event::History { .. })).await;
+    assert!(
+        matches!(&shown, Event::History { entries, .. } if entries.len() == 2),
+        "{shown}"
+    );
+    // ... and bob, who did not see her come back, finds her again.
+    send(&bob, Command::Find(alice.handle.clone())).await;
+    let back = next(&mut bob.ui, |e| {
+        matches!(e, Event::Found { .. } | Event::NotFound { .. })
+    })
+    .await;
+    assert!(matches!(back, Event::Found { .. }), "{back}");
+
+    for user in [again, bob] {
+        send(&user, Command::Quit).await;
+        let mut ui = user.ui;
+        next(&mut ui, |e| *e == Event::Stopped).await;
+        user.peer.shutdown().await;
+    }
+    for node in nodes {
+        node.gossip.shutdown().await;
+        node.dht.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_presence_is_never_used() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, seed) = network(root.path()).await;
+    let alice = start_user("alice", &root.path().join("alice"), seed).await;
+    let mut bob = start_user("bob", &root.path().join("bob"), seed).await;
+    let dht = nodes[5].dht.handle();
+    let pk = {
+        // alice's key, as the directory holds it.
+        let entry = dht
+            .get(directory_key(&alice.handle))
+            .await
+            .unwrap()
+            .unwrap();
+        <[u8; 32]>::try_from(&entry[..]).unwrap()
+    };
+    let genuine = dht
+        .get_signed(presence_key(&pk, "alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mallory = UserKey::generate();
+    let fake = Presence {
+        online: true,
+        node_id: nodes[5].dht.node_id(),
+        chat_addrs: vec!["127.0.0.1:9".parse().unwrap()],
+        gossip_addr: None,
+    };
+
+    // Under alice's key with a wrong signature: refused by the storing nodes.
+    let mut bad_signature = fake
+        .sign(&mallory, "alice", genuine.seq + 10, genuine.expiry)
+        .unwrap();
+    bad_signature.public_key = pk;
+    assert_eq!(
+        dht.put_signed(bad_signature, 20).await.unwrap(),
+        PutSignedStatus::Invalid
+    );
+    // Signed by another key: it lives under another key, so alice's lookup never sees it.
+    let other_key = fake
+        .sign(&mallory, "alice", genuine.seq + 10, genuine.expiry)
+        .unwrap();
+    assert_eq!(
+        dht.put_signed(other_key, 20).await.unwrap(),
+        PutSignedStatus::Stored
+    );
+    // A replay of an older genuine record: refused.
+    let mut older = genuine.clone();
+    older.seq -= 1;
+    assert!(dht.put_signed(older, 20).await.unwrap() != PutSignedStatus::Stored);
+    send(&bob, Command::Find(alice.handle.clone())).await;
+    let found = next(&mut bob.ui, |e| {
+        matches!(e, Event::Found { .. } | Event::NotFound { .. })
+    })
+    .await;
+    assert!(
+        matches!(&found, Event::Found { addr, .. } if *addr == alice.peer.chat_addr()),
+        "{found}"
+    );
+
+    // The directory entry pointed at mallory's key: reported, never used.
+    dht.put(
+        directory_key(&alice.handle),
+        Bytes::copy_from_slice(&mallory.public_key()),
+        Duration::from_secs(600),
+        20,
+    )
+    .await
+    .unwrap();
+    send(&bob, Command::Find(alice.handle.clone())).await;
+    let forged = next(&mut bob.ui, |e| {
+        matches!(e, Event::Found { .. } | Event::NotFound { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            &forged,
+            Event::NotFound {
+                why: Absence::NotAuthentic(_),
+                ..
+            }
+        ),
+        "{forged}"
+    );
+
+    for user in [alice, bob] {
+        send(&user, Command::Quit).await;
+        let mut ui = user.ui;
+        next(&mut ui, |e| *e == Event::Stopped).await;
+        user.peer.shutdown().await;
+    }
+    for node in nodes {
+        node.gossip.shutdown().await;
+        node.dht.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_delivers_each_post_once_and_drops_forgeries() {
+    let root = tempfile::tempdir().unwrap();
+    // Room posts travel between members (gossip forwards only types its clients take),
+    // so the three members form the gossip network here, joined through one DHT node.
+    let first = start_node(&root.path().join("n0"), None).await;
+    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let mut alice = start_user("alice", &root.path().join("alice"), seed).await;
+    let gossip_seed = (first.dht.p2p_addr(), alice.peer.gossip_addr());
+    let mut bob = start_user("bob", &root.path().join("bob"), gossip_seed).await;
+    let mut carol = start_user("carol", &root.path().join("carol"), gossip_seed).await;
+    for user in [&mut alice, &mut bob, &mut carol] {
+        send(user, Command::Join("lobby".into())).await;
+        next(&mut user.ui, |e| *e == Event::Joined("lobby".into())).await;
+    }
+    // Each member's gossip view holds the other two within a few search cooldowns.
+    let members = [
+        alice.peer.node_id(),
+        bob.peer.node_id(),
+        carol.peer.node_id(),
+    ];
+    let deadline = Instant::now() + WAIT;
+    for user in [&alice, &bob, &carol] {
+        loop {
+            let view: Vec<_> = user
+                .peer
+                .gossip()
+                .view()
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.id)
+                .collect();
+            let others = members.iter().filter(|m| **m != user.peer.node_id());
+            if others.clone().all(|m| view.contains(m)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} sees only {view:?}",
+                user.handle
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let lobby = Target::Room("lobby".into());
+    let post = |text: &str| Command::Send {
+        to: lobby.clone(),
+        text: text.into(),
+    };
+    let is_room = |e: &Event| matches!(e, Event::RoomMessage { .. });
+    send(&alice, post("one")).await;
+    for user in [&mut bob, &mut carol] {
+        let got = next(&mut user.ui, is_room).await;
+        assert!(
+            matches!(&got, Event::RoomMessage { room, from, text, .. }
+            if room == "lobby" && *from == alice.handle && text == "one"),
+            "{got}"
+        );
+    }
+
+    // A forged post (alice's name and key, mallory's signature) from a raw gossip client.
+    let mallory = UserKey::generate();
+    let mut forged = sign_post(&mallory, "alice", "lobby", "forged", 1, 7);
+    forged.author_key = UserKey::generate().public_key();
+    let client = first.gossip.handle().connect().await.unwrap();
+    client
+        .announce(0, room_data_type("lobby"), forged.encode())
+        .await
+        .unwrap();
+
+    send(&alice, post("two")).await;
+    for user in [&mut bob, &mut carol] {
+        let got = next(&mut user.ui, is_room).await;
+        assert!(
+            matches!(&got, Event::RoomMessage { text, .. } if text == "two"),
+            "{got}"
+        );
+    }
+    // Exactly once each, and nothing forged, as the history shows.
+    for dir in ["bob", "carol"] {
+        let history = History::open(&root.path().join(dir)).unwrap();
+        let texts: Vec<String> = history
+            .conversation("#lobby", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.text)
+            .collect();
+        assert_eq!(texts, vec!["one".to_string(), "two".to_string()], "{dir}");
+    }
+
+    for user in [alice, bob, carol] {
+        send(&user, Command::Quit).await;
+        let mut ui = user.ui;
+        next(&mut ui, |e| *e == Event::Stopped).await;
+        user.peer.shutdown().await;
+    }
+    first.gossip.shutdown().await;
+    first.dht.shutdown().await;
+}
