@@ -196,7 +196,9 @@ mod tests {
 
     #[test]
     fn mistakes_are_explained() {
-        assert!(parse_line("/find bob", None).unwrap_err().contains("name#id"));
+        assert!(parse_line("/find bob", None)
+            .unwrap_err()
+            .contains("name#id"));
         assert!(parse_line("/frobnicate", None)
             .unwrap_err()
             .contains("unknown command"));
