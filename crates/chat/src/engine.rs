@@ -91,6 +91,8 @@ pub struct Parts {
 
 /// Events queued for the UI; the engine waits when the UI does not read.
 const EVENT_QUEUE: usize = 1024;
+/// How soon presence is published again when no remote node took it.
+const PUBLISH_RETRY: Duration = Duration::from_secs(2);
 /// Room posts remembered to drop repeats.
 const SEEN_POSTS: usize = 4096;
 
@@ -130,6 +132,7 @@ pub async fn start(parts: Parts, config: ChatConfig) -> Result<ChatUi, crate::Ch
         seen_order: VecDeque::new(),
         presence_seq: 0,
         ready: false,
+        retry_pending: false,
     };
     tokio::spawn(engine.run(command_rx, parts.inbound, done_rx));
     Ok(ChatUi {
@@ -150,8 +153,10 @@ struct Session {
 /// Results of the tasks the engine spawns.
 enum Done {
     Published {
-        result: Result<(), String>,
+        result: Result<bool, String>,
     },
+    /// Time to publish presence again after a publication no remote node took.
+    RetryPublish,
     Looked {
         handle: Handle,
         result: Result<Found, Absence>,
@@ -198,6 +203,8 @@ struct Engine {
     seen_order: VecDeque<([u8; 32], u64)>,
     presence_seq: u64,
     ready: bool,
+    /// A [`Done::RetryPublish`] is on its way.
+    retry_pending: bool,
 }
 
 fn unix_ms() -> u64 {
@@ -540,7 +547,8 @@ impl Engine {
     async fn on_done(&mut self, done: Done) {
         match done {
             Done::Published { result } => match result {
-                Ok(()) if !self.ready => {
+                Ok(replicated) if !self.ready => {
+                    self.retry_unless(replicated);
                     self.ready = true;
                     let addr = self
                         .chat_addrs
@@ -553,13 +561,20 @@ impl Engine {
                     })
                     .await;
                 }
-                Ok(()) => debug!("presence republished"),
+                Ok(replicated) => {
+                    self.retry_unless(replicated);
+                    debug!(replicated, "presence republished");
+                }
                 Err(e) => {
                     warn!(error = %e, "presence not published");
                     self.emit(Event::Error(format!("presence not published: {e}")))
                         .await;
                 }
             },
+            Done::RetryPublish => {
+                self.retry_pending = false;
+                self.publish_presence(true);
+            }
             Done::Looked {
                 handle,
                 result,
@@ -648,6 +663,20 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Until presence reached another node (the first peer of a network is alone when it
+    /// starts), publishes again every [`PUBLISH_RETRY`] rather than every `republish`.
+    fn retry_unless(&mut self, replicated: bool) {
+        if replicated || self.retry_pending {
+            return;
+        }
+        self.retry_pending = true;
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PUBLISH_RETRY).await;
+            let _ = done.send(Done::RetryPublish).await;
+        });
     }
 
     /// Opens a session with a user just found, in a task.
@@ -877,13 +906,22 @@ impl Engine {
         let ends = futures_join(ends.collect());
         let _ = tokio::time::timeout(self.config.request_timeout, ends).await;
         if let Some(tombstone) = self.presence_record(false) {
+            // The directory entry goes out again too, so that a finder reaches the
+            // tombstone even if the entry never left this node.
             let outcome = tokio::time::timeout(
                 Duration::from_secs(10),
-                self.dht.put_signed(tombstone, self.config.replication),
+                publish(
+                    &self.dht,
+                    tombstone,
+                    directory_key(&self.me),
+                    Bytes::copy_from_slice(&self.user.public_key()),
+                    self.config.presence_ttl,
+                    self.config.replication,
+                ),
             )
             .await;
             match outcome {
-                Ok(Ok(status)) => info!(?status, "presence withdrawn"),
+                Ok(Ok(replicated)) => info!(replicated, "presence withdrawn"),
                 Ok(Err(e)) => warn!(error = %e, "presence not withdrawn"),
                 Err(_) => warn!("presence not withdrawn in time"),
             }
@@ -911,7 +949,8 @@ fn local_ref(session: &SessionId, seq: u64) -> String {
     out
 }
 
-/// Stores the presence record and the directory entry.
+/// Stores the presence record and the directory entry; `Ok(true)` once a remote node
+/// holds the entry (`Ok(false)`: only this node does, e.g. it is alone so far).
 async fn publish(
     dht: &DhtHandle,
     record: voidmesh_proto::SignedRecord,
@@ -919,7 +958,7 @@ async fn publish(
     entry: Bytes,
     ttl: Duration,
     replication: u8,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     use voidmesh_proto::dht_api::PutSignedStatus;
     let status = dht
         .put_signed(record, replication)
@@ -928,10 +967,11 @@ async fn publish(
     if status != PutSignedStatus::Stored {
         return Err(format!("presence record not stored: {status:?}"));
     }
-    dht.put(directory, entry, ttl, replication)
+    let report = dht
+        .put(directory, entry, ttl, replication)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(report.stored_remote > 0)
 }
 
 /// Looks `handle` up: directory entry, then the presence record it leads to.
@@ -943,7 +983,41 @@ async fn find(dht: &DhtHandle, handle: &Handle) -> Result<Found, Absence> {
         .get_signed(presence_key(&public_key, &handle.name))
         .await
         .map_err(stopped)?;
-    check_presence(handle, &public_key, record.as_ref(), unix_ms() / 1000)
+    let mut found = check_presence(handle, &public_key, record.as_ref(), unix_ms() / 1000)?;
+    fill_in_host(dht, &mut found.presence).await?;
+    Ok(found)
+}
+
+/// A peer listening on a wildcard address with nothing to tell it its own IP (the first
+/// peer of a network) publishes the wildcard; its IP is then the one the DHT knows for its
+/// node id (as its peers see it).
+async fn fill_in_host(dht: &DhtHandle, presence: &mut Presence) -> Result<(), Absence> {
+    let unspecified = presence.chat_addrs.iter().any(|a| a.ip().is_unspecified())
+        || presence
+            .gossip_addr
+            .is_some_and(|a| a.ip().is_unspecified());
+    if !unspecified {
+        return Ok(());
+    }
+    let contacts = dht
+        .find_node(presence.node_id)
+        .await
+        .map_err(|_| Absence::NotAuthentic("the DHT has stopped".into()))?;
+    let ip = contacts
+        .iter()
+        .find(|c| c.id == presence.node_id)
+        .map(|c| c.addr.ip())
+        .ok_or_else(|| Absence::NotAuthentic("its address is unknown to the DHT".into()))?;
+    let fix = |addr: &mut SocketAddr| {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(ip);
+        }
+    };
+    presence.chat_addrs.iter_mut().for_each(fix);
+    if let Some(addr) = presence.gossip_addr.as_mut() {
+        fix(addr);
+    }
+    Ok(())
 }
 
 /// Sends a text and waits for its acknowledgement.

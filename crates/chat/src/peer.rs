@@ -6,7 +6,7 @@ use crate::engine::{self, ChatConfig, ChatUi, Parts, CHAT_ALPN};
 use crate::history::History;
 use crate::user::{check_name, Handle, UserKey};
 use crate::ChatError;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -86,11 +86,15 @@ impl ChatPeer {
             if !bound.ip().is_unspecified() {
                 return bound;
             }
-            let ip = chat_section
+            // With nothing to go by, the wildcard is published: finders then take the IP
+            // the DHT knows for this node (see the engine's lookup).
+            match chat_section
                 .advertise_address
                 .or_else(|| toward.and_then(outward_ip))
-                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-            SocketAddr::new(ip, bound.port())
+            {
+                Some(ip) => SocketAddr::new(ip, bound.port()),
+                None => bound,
+            }
         };
         let chat_addr = advertise(endpoint.local_addr());
         let gossip_addr = advertise(gossip.p2p_addr());

@@ -129,7 +129,12 @@ fn two_people_chat_through_the_binary() {
         field(&listening, "gossip"),
     );
     let mut bob = ChatProcess::start(&["--name", "bob", "-c", &bob_config]);
-    let bob_handle = bob.expect("listening ").split_whitespace().nth(1).unwrap().to_owned();
+    let bob_handle = bob
+        .expect("listening ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
     bob.expect("ready ");
 
     bob.say("hello?");
@@ -144,7 +149,9 @@ fn two_people_chat_through_the_binary() {
     assert!(alice.expect("msg ").ends_with(": hi alice"));
     // The session someone opened becomes alice's current one: a plain line answers.
     alice.say("hello bob");
-    assert!(bob.expect(&format!("msg {alice_handle} ")).ends_with(": hello bob"));
+    assert!(bob
+        .expect(&format!("msg {alice_handle} "))
+        .ends_with(": hello bob"));
     bob.say("/end");
     alice.expect(&format!("session-ended {bob_handle} by=peer"));
     alice.say("/help");
@@ -154,7 +161,8 @@ fn two_people_chat_through_the_binary() {
     alice.expect("stopped");
     assert!(alice.finish(), "alice exits cleanly");
     bob.say(&format!("/find {alice_handle}"));
-    assert!(bob.expect("not-found ").contains("gone"));
+    let gone = bob.expect("not-found ");
+    assert!(gone.contains("gone"), "{gone}");
     assert!(bob.finish(), "bob exits cleanly at the end of input");
 }
 
@@ -162,7 +170,14 @@ fn two_people_chat_through_the_binary() {
 fn a_bad_name_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_voidmesh"))
-        .args(["chat", "--plain", "--name", "no spaces", "--listen", "127.0.0.1:0"])
+        .args([
+            "chat",
+            "--plain",
+            "--name",
+            "no spaces",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .stdin(Stdio::null())
