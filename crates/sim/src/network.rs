@@ -1,9 +1,12 @@
 //! The virtual network: addresses, per-link latency and packet loss.
 //!
 //! # Addresses
-//! Node number `i` listens on `10.x.y.z:4000` where `x.y.z` are the low 24 bits of `i`, so
-//! the transport finds the node behind a contact from its address alone, as a real one
-//! would. Addresses outside `10.0.0.0/8` belong to nobody (adversaries hand them out).
+//! Node number `i` listens on `a.b.c.1:4000` with `a.b.c` = 128 + `i` as a 24-bit number,
+//! so the transport finds the node behind a contact from its address alone, as a real one
+//! would, and every node has a /24 of its own: the routing table's per-subnet limit (made
+//! against one operator filling a bucket from one address block) does not bind honest
+//! nodes, as in a real network whose peers are spread over the Internet. Addresses in
+//! `10.0.0.0/8` belong to nobody (adversaries hand them out).
 //!
 //! # Latency
 //! Each link (an unordered pair of nodes) has a one-way base latency drawn once from the
@@ -21,31 +24,35 @@ use std::time::Duration;
 /// The port every simulated node listens on.
 pub const NODE_PORT: u16 = 4000;
 
-/// Most nodes the address plan can name (24 bits).
-pub const MAX_NODES: usize = 1 << 24;
+/// Most nodes the address plan can name: one /24 each in `128.0.0.0/1` (23 bits).
+pub const MAX_NODES: usize = 1 << 23;
 
-/// The address of node number `index` (which must be below [`MAX_NODES`]).
+/// The address of node number `index` (which must be below [`MAX_NODES`]): the first
+/// host of the `index`-th /24 of `128.0.0.0/1`.
 pub fn addr_of(index: u32) -> SocketAddr {
     let [_, a, b, c] = index.to_be_bytes();
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, a, b, c)), NODE_PORT)
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(128 | a, b, c, 1)), NODE_PORT)
 }
 
 /// The node number listening at `addr`, or `None` if no node could be there.
 pub fn index_of(addr: &SocketAddr) -> Option<u32> {
     match addr.ip() {
         IpAddr::V4(ip) if addr.port() == NODE_PORT => {
-            let [ten, a, b, c] = ip.octets();
-            (ten == 10).then(|| u32::from_be_bytes([0, a, b, c]))
+            let [a, b, c, host] = ip.octets();
+            (a >= 128 && host == 1).then(|| u32::from_be_bytes([0, a & 0x7f, b, c]))
         }
         _ => None,
     }
 }
 
-/// An address in TEST-NET-2 (198.51.100.0/24), where no simulated node listens.
+/// An address in `10.0.0.0/8`, where no simulated node listens.
 pub fn unreachable_addr(rng: &mut StdRng) -> SocketAddr {
-    let host: u8 = rng.gen();
+    let host: [u8; 3] = rng.gen();
     let port: u16 = rng.gen_range(1024..u16::MAX);
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, host)), port)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(10, host[0], host[1], host[2])),
+        port,
+    )
 }
 
 /// How one-way link latencies are distributed.
@@ -218,6 +225,7 @@ mod tests {
     fn addresses_round_trip() {
         for i in [0u32, 1, 255, 256, 65_535, 100_000, (MAX_NODES - 1) as u32] {
             assert_eq!(index_of(&addr_of(i)), Some(i));
+            assert!(!addr_of(i).ip().is_loopback());
         }
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(index_of(&unreachable_addr(&mut rng)), None);

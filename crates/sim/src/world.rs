@@ -34,6 +34,12 @@ use crate::tracking::{k_closest, QueryKind, QueryRecord, Tag};
 use crate::wire_size::wire_len;
 use crate::SimError;
 
+/// The Unix time (seconds) at virtual time zero. Every node is told the Unix time, as the
+/// daemon's driver does, so the state machine's checks against the wall clock (plain
+/// versions from the future, signed records' expiry) run in the simulator too. Versions of
+/// the simulated PUTs lie far below it.
+pub const SIM_UNIX_EPOCH_SECS: u64 = 1_800_000_000;
+
 /// Something the workload asked to happen at a given virtual time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -348,7 +354,11 @@ impl World {
         use rand::Rng;
         let index = self.slots.len() as u32;
         let id = Key(self.rng_ids.gen());
-        let kad = Kademlia::new(id, self.scenario.kad_config(index), self.clock.now());
+        let mut kad = Kademlia::new(id, self.scenario.kad_config(index), self.clock.now());
+        kad.set_unix_time(
+            self.clock.now(),
+            SIM_UNIX_EPOCH_SECS + self.clock.elapsed().as_secs(),
+        );
         self.slots.push(Slot {
             id,
             kad: Some(Box::new(kad)),
