@@ -260,3 +260,107 @@ fn spread(path: &Path, points: &[(f64, f64)]) -> Result<()> {
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// Colours of a sweep's behaviours, in the order they first appear.
+const SWEEP_COLOURS: [RGBColor; 5] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// A sweep's chart: GET success (left) and FIND_NODE success (right) against the share of
+/// adversaries, one line per behaviour and `d`; the smallest `d` dashed, the others solid.
+/// The honest point (fraction 0) of each `d` starts every behaviour's line.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn sweep(path: &Path, title: &str, points: &[crate::sweep::SweepPoint]) -> Result<()> {
+    use crate::adversary::Behaviour;
+    let root = SVGBackend::new(path, (1200, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(title, ("sans-serif", 24)).map_err(err)?;
+    let panels = root.split_evenly((1, 2));
+    let mut behaviours: Vec<Behaviour> = Vec::new();
+    let mut ds: Vec<usize> = Vec::new();
+    for p in points {
+        if let Some(b) = p.behaviour {
+            if !behaviours.contains(&b) {
+                behaviours.push(b);
+            }
+        }
+        if !ds.contains(&p.disjoint_paths) {
+            ds.push(p.disjoint_paths);
+        }
+    }
+    ds.sort_unstable();
+    let x_max = points
+        .iter()
+        .map(|p| p.fraction * 100.0)
+        .fold(10.0f64, f64::max);
+    type Metric = fn(&crate::sweep::SweepPoint) -> f64;
+    let metrics: [(&str, Metric); 2] = [
+        ("GET returns the value put (%)", |p| p.get_success_pct()),
+        ("FIND_NODE finds the nearest honest node (%)", |p| {
+            p.lookup_success_pct()
+        }),
+    ];
+    for (panel, (y_label, metric)) in panels.iter().zip(metrics) {
+        let y_min = points.iter().map(metric).fold(100.0f64, f64::min).min(90.0);
+        let y_min = ((y_min - 5.0) / 10.0).floor().max(0.0) * 10.0;
+        let mut chart = ChartBuilder::on(panel)
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(-1f64..x_max + 1.0, y_min..101f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("adversarial nodes (%)")
+            .y_desc(y_label)
+            .draw()
+            .map_err(err)?;
+        for (bi, b) in behaviours.iter().enumerate() {
+            let colour = SWEEP_COLOURS[bi % SWEEP_COLOURS.len()];
+            for &d in &ds {
+                let mut line: Vec<(f64, f64)> = points
+                    .iter()
+                    .filter(|p| {
+                        p.disjoint_paths == d && (p.behaviour == Some(*b) || p.behaviour.is_none())
+                    })
+                    .map(|p| (p.fraction * 100.0, metric(p)))
+                    .collect();
+                line.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let style = colour.stroke_width(2);
+                let label = format!("{}, d = {d}", b.name());
+                let dashed = d == ds[0] && ds.len() > 1;
+                let drawn = if dashed {
+                    chart.draw_series(DashedLineSeries::new(line.iter().copied(), 8, 5, style))
+                } else {
+                    chart.draw_series(LineSeries::new(line.iter().copied(), style))
+                }
+                .map_err(err)?;
+                drawn.label(label).legend(move |(x, y)| {
+                    if dashed {
+                        PathElement::new(vec![(x, y), (x + 6, y)], colour.stroke_width(2))
+                    } else {
+                        PathElement::new(vec![(x, y), (x + 15, y)], colour.stroke_width(2))
+                    }
+                });
+                chart
+                    .draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                    .map_err(err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.85))
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}

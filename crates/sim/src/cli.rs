@@ -11,6 +11,7 @@ use crate::adversary::Behaviour;
 use crate::metrics::round4;
 use crate::progress::Progress;
 use crate::scenario::{JoinMode, Scenario};
+use crate::sweep::Sweep;
 
 /// Simulate a voidmesh network of many nodes in virtual time, driving the real Kademlia
 /// state machine. Writes CSV files, SVG charts and `summary.json` into `--out` and prints
@@ -62,6 +63,12 @@ pub struct SimArgs {
     /// Bucket refresh interval, s [default: 3600].
     #[arg(long)]
     pub refresh_interval_s: Option<f64>,
+    /// Disjoint paths of every lookup (S/Kademlia's d) [default: 3].
+    #[arg(long, value_name = "D")]
+    pub disjoint_paths: Option<usize>,
+    /// Holders a GET hears from before it ends; the newest value wins [default: 3].
+    #[arg(long, value_name = "Q")]
+    pub read_quorum: Option<usize>,
     /// How nodes join [default: seeded].
     #[arg(long, value_enum)]
     pub join: Option<JoinMode>,
@@ -135,6 +142,17 @@ pub struct SimArgs {
     /// Bytes per gossip item [default: 64].
     #[arg(long)]
     pub gossip_item_size: Option<usize>,
+    /// Sweep instead of one run: one run per adversary behaviour in this comma-separated
+    /// list, per `--sweep-fractions` and per `--sweep-disjoint-paths` (the other flags set
+    /// everything else). Writes `sweep.csv` and the chart `sweep.svg` into `--out`.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub sweep_adversaries: Vec<Behaviour>,
+    /// Adversary fractions of a sweep, comma-separated [default: 0,0.1,0.2,0.3].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub sweep_fractions: Vec<f64>,
+    /// Disjoint paths (d) of a sweep, comma-separated [default: 1,3].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub sweep_disjoint_paths: Vec<usize>,
     /// Skip drawing the SVG charts.
     #[arg(long)]
     pub no_charts: bool,
@@ -153,7 +171,7 @@ impl SimArgs {
         if let Some(path) = &self.scenario {
             s.apply_file(path)?;
         }
-        let flags: [(&str, Option<String>); 37] = [
+        let flags: [(&str, Option<String>); 39] = [
             ("seed", self.seed.map(|v| v.to_string())),
             ("nodes", self.nodes.map(|v| v.to_string())),
             ("lookups", self.lookups.map(|v| v.to_string())),
@@ -182,6 +200,8 @@ impl SimArgs {
                 "refresh-interval-s",
                 self.refresh_interval_s.map(|v| v.to_string()),
             ),
+            ("disjoint-paths", self.disjoint_paths.map(|v| v.to_string())),
+            ("read-quorum", self.read_quorum.map(|v| v.to_string())),
             ("join", self.join.map(|v| v.name().to_string())),
             ("join-seeds", self.join_seeds.map(|v| v.to_string())),
             (
@@ -248,6 +268,9 @@ impl SimArgs {
 /// output directory.
 pub fn run_cli(args: SimArgs) -> Result<()> {
     let scenario = args.to_scenario()?;
+    if let Some(sweep) = args.to_sweep(&scenario)? {
+        return run_sweep(&args, &sweep);
+    }
     let mut bars = Bars::new(args.quiet);
     let started = Instant::now();
     let output = crate::run(&scenario, &mut bars).context("simulation failed")?;
@@ -268,6 +291,88 @@ pub fn run_cli(args: SimArgs) -> Result<()> {
         map.insert("out".into(), args.out.display().to_string().into());
     }
     println!("{summary}");
+    Ok(())
+}
+
+impl SimArgs {
+    /// The sweep the `--sweep-*` flags ask for around `base`, or `None` without
+    /// `--sweep-adversaries`.
+    ///
+    /// # Errors
+    /// `--sweep-fractions` or `--sweep-disjoint-paths` without `--sweep-adversaries`.
+    pub fn to_sweep(&self, base: &Scenario) -> Result<Option<Sweep>> {
+        if self.sweep_adversaries.is_empty() {
+            if !self.sweep_fractions.is_empty() || !self.sweep_disjoint_paths.is_empty() {
+                anyhow::bail!("a sweep needs --sweep-adversaries");
+            }
+            return Ok(None);
+        }
+        let or = |given: &[f64], default: &[f64]| {
+            if given.is_empty() {
+                default.to_vec()
+            } else {
+                given.to_vec()
+            }
+        };
+        Ok(Some(Sweep {
+            base: base.clone(),
+            behaviours: self.sweep_adversaries.clone(),
+            fractions: or(&self.sweep_fractions, &[0.0, 0.1, 0.2, 0.3]),
+            disjoint_paths: if self.sweep_disjoint_paths.is_empty() {
+                vec![1, 3]
+            } else {
+                self.sweep_disjoint_paths.clone()
+            },
+        }))
+    }
+}
+
+/// Runs a sweep: one JSON line per point as it finishes, then `sweep.csv` and `sweep.svg`
+/// in `--out` and a last line naming them.
+fn run_sweep(args: &SimArgs, sweep: &Sweep) -> Result<()> {
+    let total = sweep.scenarios()?.len();
+    let started = Instant::now();
+    let mut n = 0;
+    let points = sweep
+        .run(&mut |p, wall| {
+            n += 1;
+            if !args.quiet {
+                eprintln!(
+                    "sweep {n}/{total}: {} {} % d = {}: GET {:.1} %, FIND_NODE {:.1} % ({:.1} s)",
+                    p.behaviour_name(),
+                    round4(p.fraction * 100.0),
+                    p.disjoint_paths,
+                    p.get_success_pct(),
+                    p.lookup_success_pct(),
+                    wall.as_secs_f64()
+                );
+            }
+            let line = serde_json::json!({
+                "sweep_point": n,
+                "behaviour": p.behaviour_name(),
+                "adversary_fraction": p.fraction,
+                "disjoint_paths": p.disjoint_paths,
+                "read_quorum": p.read_quorum,
+                "gets": p.gets,
+                "get_success_pct": round4(p.get_success_pct()),
+                "get_requests_mean": round4(p.get_requests_mean),
+                "lookups": p.lookups,
+                "lookup_success_pct": round4(p.lookup_success_pct()),
+                "lookup_k_overlap": round4(p.lookup_overlap),
+                "wall_s": round4(wall.as_secs_f64()),
+            });
+            println!("{line}");
+        })
+        .context("sweep failed")?;
+    crate::sweep::write(&args.out, sweep, &points, !args.no_charts)?;
+    let line = serde_json::json!({
+        "sweep_points": points.len(),
+        "csv": args.out.join("sweep.csv").display().to_string(),
+        "chart": (!args.no_charts).then(|| args.out.join("sweep.svg").display().to_string()),
+        "total_wall_s": round4(started.elapsed().as_secs_f64()),
+        "peak_rss_mb": peak_rss_mb().map(round4),
+    });
+    println!("{line}");
     Ok(())
 }
 
@@ -360,6 +465,34 @@ mod tests {
         assert_eq!(s.join, JoinMode::Fast);
         assert!(!s.measure_bytes);
         assert_eq!(s.latency.to_string(), "constant:5");
+    }
+
+    #[test]
+    fn sweep_flags_make_a_sweep() {
+        let cmd = Cmd::parse_from([
+            "sim",
+            "--disjoint-paths",
+            "2",
+            "--read-quorum",
+            "1",
+            "--sweep-adversaries",
+            "fake-near-contacts,wrong-values",
+            "--sweep-fractions",
+            "0,0.2",
+        ]);
+        let s = cmd.sim.to_scenario().unwrap();
+        assert_eq!((s.disjoint_paths, s.read_quorum), (2, 1));
+        let sweep = cmd.sim.to_sweep(&s).unwrap().unwrap();
+        assert_eq!(
+            sweep.behaviours,
+            [Behaviour::FakeNearContacts, Behaviour::WrongValues]
+        );
+        assert_eq!(sweep.fractions, [0.0, 0.2]);
+        assert_eq!(sweep.disjoint_paths, [1, 3]);
+        let cmd = Cmd::parse_from(["sim", "--sweep-fractions", "0.1"]);
+        assert!(cmd.sim.to_sweep(&s).is_err());
+        let cmd = Cmd::parse_from(["sim"]);
+        assert!(cmd.sim.to_sweep(&s).unwrap().is_none());
     }
 
     #[test]

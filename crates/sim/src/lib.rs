@@ -17,6 +17,7 @@
 //! - [`gossip`]: the gossip run (the real `voidmesh_gossip::Gossip` on every node).
 //! - [`scenario`]: every knob, from defaults, an INI file and flags.
 //! - [`metrics`], [`report`], [`chart`]: figures, CSV files, SVG charts.
+//! - [`sweep`]: many runs over adversary shares and disjoint paths, one chart.
 //! - [`cli`]: the `voidmesh sim` subcommand ([`SimArgs`], [`run_cli`]).
 //!
 //! # Running
@@ -27,6 +28,8 @@
 //! voidmesh sim --nodes 10000 --churn-duration-s 1800 --join-rate 2 --leave-rate 2
 //! voidmesh sim --nodes 10000 --no-kad --gossip-items 20     # gossip coverage
 //! voidmesh sim --scenario my.ini --seed 7                   # flags override the file
+//! voidmesh sim --nodes 2000 --sweep-adversaries fake-near-contacts,wrong-values \
+//!     --sweep-fractions 0,0.1,0.2,0.3 --sweep-disjoint-paths 1,3   # see [`sweep`]
 //! ```
 //! Without the binary: `cargo run --release -p voidmesh-sim --example sim -- <flags>`.
 //! Each run writes `summary.json`, CSV files and SVG charts into `--out` (see
@@ -55,6 +58,7 @@ pub mod progress;
 pub mod queue;
 pub mod report;
 pub mod scenario;
+pub mod sweep;
 pub mod tracking;
 pub mod wire_size;
 pub mod workload;

@@ -222,6 +222,8 @@ pub fn summary(out: &RunOutput) -> Value {
         ("nodes", json!(s.nodes)),
         ("k", json!(s.k)),
         ("alpha", json!(s.alpha)),
+        ("disjoint_paths", json!(s.disjoint_paths)),
+        ("read_quorum", json!(s.read_quorum)),
         ("join", json!(s.join.name())),
         ("latency", json!(s.latency.to_string())),
         ("loss", json!(s.loss)),

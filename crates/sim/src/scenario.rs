@@ -91,6 +91,10 @@ pub struct Scenario {
     pub republish_interval: Duration,
     /// Kademlia's bucket refresh interval.
     pub refresh_interval: Duration,
+    /// Disjoint paths of every GET, PUT and FIND_NODE lookup (S/Kademlia's d).
+    pub disjoint_paths: usize,
+    /// Holders a GET hears from before it ends (the newest value among them wins).
+    pub read_quorum: usize,
     /// How new nodes join.
     pub join: JoinMode,
     /// Random joined nodes a newcomer is pre-seeded with (modes `seeded` and `fast`).
@@ -163,6 +167,8 @@ impl Default for Scenario {
             query_timeout: Duration::from_secs(10),
             republish_interval: Duration::from_secs(3600),
             refresh_interval: Duration::from_secs(3600),
+            disjoint_paths: voidmesh_kad::Config::default().disjoint_paths,
+            read_quorum: voidmesh_kad::Config::default().read_quorum,
             join: JoinMode::Seeded,
             join_seeds: 8,
             join_interval: Duration::from_millis(10),
@@ -268,6 +274,8 @@ impl Scenario {
             "query-timeout-ms" => self.query_timeout = parse_ms(key, value)?,
             "republish-interval-s" => self.republish_interval = parse_s(key, value)?,
             "refresh-interval-s" => self.refresh_interval = parse_s(key, value)?,
+            "disjoint-paths" => self.disjoint_paths = parse_num(key, value)?,
+            "read-quorum" => self.read_quorum = parse_num(key, value)?,
             "join" => {
                 self.join = JoinMode::from_name(value)
                     .ok_or_else(|| bad(key, value, "bootstrap, seeded or fast"))?
@@ -291,7 +299,7 @@ impl Scenario {
                     bad(
                         key,
                         value,
-                        "drop-all, far-contacts, fake-contacts or wrong-values",
+                        "drop-all, far-contacts, fake-contacts, fake-near-contacts or wrong-values",
                     )
                 })?
             }
@@ -362,7 +370,7 @@ impl Scenario {
             (1..=MAX_NODES / 2).contains(&self.nodes),
             "nodes",
             self.nodes.to_string(),
-            "between 1 and 8388608",
+            &format!("between 1 and {}", MAX_NODES / 2),
         )?;
         check(
             (1..=255).contains(&self.k),
@@ -374,6 +382,18 @@ impl Scenario {
             self.alpha >= 1,
             "alpha",
             self.alpha.to_string(),
+            "at least 1",
+        )?;
+        check(
+            (1..=self.k).contains(&self.disjoint_paths),
+            "disjoint-paths",
+            self.disjoint_paths.to_string(),
+            "between 1 and k",
+        )?;
+        check(
+            self.read_quorum >= 1,
+            "read-quorum",
+            self.read_quorum.to_string(),
             "at least 1",
         )?;
         check(
@@ -442,6 +462,8 @@ impl Scenario {
             max_replication: self.k.min(255) as u8,
             refresh_interval: self.refresh_interval,
             republish_interval: self.republish_interval,
+            disjoint_paths: self.disjoint_paths,
+            read_quorum: self.read_quorum,
             rng_seed: crate::network::mix64(self.seed ^ u64::from(index).rotate_left(32)),
             ..voidmesh_kad::Config::default()
         }
@@ -466,6 +488,8 @@ impl Scenario {
             ("query-timeout-ms", ms(self.query_timeout)),
             ("republish-interval-s", s(self.republish_interval)),
             ("refresh-interval-s", s(self.refresh_interval)),
+            ("disjoint-paths", self.disjoint_paths.to_string()),
+            ("read-quorum", self.read_quorum.to_string()),
             ("join", self.join.name().to_string()),
             ("join-seeds", self.join_seeds.to_string()),
             ("join-interval-ms", ms(self.join_interval)),
@@ -520,6 +544,8 @@ mod tests {
         s.set("kad", "false").unwrap();
         s.set("gossip-items", "12").unwrap();
         s.set("gossip-warmup-s", "15").unwrap();
+        s.set("disjoint-paths", "1").unwrap();
+        s.set("read_quorum", "2").unwrap();
         let dir = std::env::temp_dir().join(format!("voidmesh-sim-ini-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.ini");
@@ -564,6 +590,25 @@ mod tests {
         assert!(s.validate().is_err());
         s.adversary_fraction = 0.5;
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn disjoint_paths_and_read_quorum_reach_the_kad_config() {
+        let mut s = Scenario::default();
+        let kad = voidmesh_kad::Config::default();
+        assert_eq!(s.kad_config(0).disjoint_paths, kad.disjoint_paths);
+        assert_eq!(s.kad_config(0).read_quorum, kad.read_quorum);
+        s.set("disjoint-paths", "1").unwrap();
+        s.set("read-quorum", "1").unwrap();
+        assert_eq!(s.kad_config(7).disjoint_paths, 1);
+        assert_eq!(s.kad_config(7).read_quorum, 1);
+        s.disjoint_paths = 0;
+        assert!(s.validate().is_err());
+        s.disjoint_paths = 21;
+        assert!(s.validate().is_err());
+        s.disjoint_paths = 3;
+        s.read_quorum = 0;
+        assert!(s.validate().is_err());
     }
 
     #[test]

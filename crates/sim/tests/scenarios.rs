@@ -266,3 +266,33 @@ fn invalid_scenario_is_refused_before_running() {
         Err(voidmesh_sim::SimError::Scenario(_))
     ));
 }
+
+#[test]
+fn disjoint_paths_knob_takes_effect_deterministically() {
+    let sweep = voidmesh_sim::sweep::Sweep {
+        base: scenario(200, 60, 30),
+        behaviours: vec![Behaviour::FakeNearContacts],
+        fractions: vec![0.3],
+        disjoint_paths: vec![1, 3],
+    };
+    let first = sweep.run(&mut |_, _| {}).unwrap();
+    let again = sweep.run(&mut |_, _| {}).unwrap();
+    assert_eq!(first, again, "same seed, same sweep");
+    let csv = voidmesh_sim::sweep::csv(200, &first);
+    eprintln!("{csv}");
+    assert_eq!(csv, voidmesh_sim::sweep::csv(200, &again));
+    let (d1, d3) = (&first[0], &first[1]);
+    assert_eq!((d1.disjoint_paths, d3.disjoint_paths), (1, 3));
+    assert_eq!((d1.gets, d1.lookups), (30, 60));
+    // Three paths ask more nodes per GET than one: the knob reached every node's Kademlia.
+    assert!(
+        d3.get_requests_mean > d1.get_requests_mean,
+        "d = 1: {d1:?}\nd = 3: {d3:?}"
+    );
+    let dir = temp_dir("sweep");
+    voidmesh_sim::sweep::write(&dir, &sweep, &first, true).unwrap();
+    assert!(std::fs::read_to_string(dir.join("sweep.svg"))
+        .unwrap()
+        .contains("fake-near-contacts, d = 3"));
+    let _ = std::fs::remove_dir_all(dir);
+}
