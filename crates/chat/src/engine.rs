@@ -9,7 +9,7 @@ use crate::history::{Direction, Entry, History};
 use crate::presence::{
     check_directory_entry, check_presence, directory_key, presence_key, Found, Presence,
 };
-use crate::room::{check_post, room_data_type, sign_post};
+use crate::room::{check_post, room_data_type, sign_post, ROOM_TYPES};
 use crate::session::{self, Caller};
 use crate::user::{Handle, UserKey};
 use bytes::Bytes;
@@ -104,6 +104,13 @@ pub async fn start(parts: Parts, config: ChatConfig) -> Result<ChatUi, crate::Ch
     let gossip_client = parts
         .gossip
         .connect()
+        .await
+        .map_err(|e| crate::ChatError::Start(e.to_string()))?;
+    // Every chat peer relays every room: gossip forwards only the data types a local client
+    // validates, so taking them all (and checking each post's signature) lets posts cross
+    // peers that are not in the room. Only joined rooms are shown.
+    gossip_client
+        .notify_range(ROOM_TYPES)
         .await
         .map_err(|e| crate::ChatError::Start(e.to_string()))?;
     let (command_tx, command_rx) = mpsc::channel(64);
@@ -322,22 +329,11 @@ impl Engine {
                 self.emit(event).await;
             }
             Command::Join(room) => {
-                if self
-                    .gossip_client
-                    .notify(room_data_type(&room))
-                    .await
-                    .is_err()
-                {
-                    self.emit(Event::Error("the gossip module has stopped".into()))
-                        .await;
-                    return;
-                }
                 self.rooms.insert(room.clone());
                 self.emit(Event::Joined(room)).await;
             }
             Command::Leave(room) => {
-                // Gossip has no "un-notify": posts of the type still arrive and are still
-                // validated (so others' rooms keep working) but are no longer shown.
+                // Posts of the room still arrive and are relayed (see `start`), unshown.
                 if self.rooms.remove(&room) {
                     self.emit(Event::Left(room)).await;
                 } else {

@@ -13,6 +13,9 @@ pub fn room_data_type(room: &str) -> u16 {
     0xC000 | (u16::from_be_bytes([digest[0], digest[1]]) & 0x3FFF)
 }
 
+/// Every data type a room can have.
+pub const ROOM_TYPES: std::ops::RangeInclusive<u16> = 0xC000..=0xFFFF;
+
 /// Whether `data_type` is in the range rooms use.
 pub fn is_room_type(data_type: u16) -> bool {
     data_type & 0xC000 == 0xC000

@@ -93,8 +93,10 @@ impl Driver {
             Command::Connect { client, deliveries } => {
                 self.clients.insert(client, deliveries);
             }
-            Command::Notify { client, data_type } => {
-                self.gossip.client_notify(now, client, data_type)
+            Command::Notify { client, data_types } => {
+                for data_type in data_types {
+                    self.gossip.client_notify(now, client, data_type);
+                }
             }
             Command::Announce {
                 client,

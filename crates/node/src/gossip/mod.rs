@@ -42,7 +42,7 @@ pub(crate) enum Command {
     },
     Notify {
         client: ClientId,
-        data_type: u16,
+        data_types: std::ops::RangeInclusive<u16>,
     },
     Announce {
         client: ClientId,
@@ -149,10 +149,22 @@ impl GossipClient {
     /// # Errors
     /// [`Stopped`] if the service is shutting down.
     pub async fn notify(&self, data_type: u16) -> Result<(), Stopped> {
+        self.notify_range(data_type..=data_type).await
+    }
+
+    /// GOSSIP NOTIFY for every type in `data_types`, in one command (the chat relays
+    /// every room type).
+    ///
+    /// # Errors
+    /// [`Stopped`] if the service is shutting down.
+    pub async fn notify_range(
+        &self,
+        data_types: std::ops::RangeInclusive<u16>,
+    ) -> Result<(), Stopped> {
         self.handle
             .command(Command::Notify {
                 client: self.id,
-                data_type,
+                data_types,
             })
             .await
     }
