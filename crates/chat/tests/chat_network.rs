@@ -488,3 +488,95 @@ async fn a_room_delivers_each_post_once_and_drops_forgeries() {
     first.gossip.shutdown().await;
     first.dht.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_session_messages_are_refused_or_disconnected() {
+    use voidmesh_chat::engine::CHAT_ALPN;
+    use voidmesh_chat::session::{self, Caller};
+    use voidmesh_net::{Endpoint, EndpointConfig};
+    use voidmesh_proto::chat_msg::{refusal, ChatMessage};
+
+    let root = tempfile::tempdir().unwrap();
+    let first = start_node(&root.path().join("n0"), None).await;
+    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let mut alice = start_user("alice", &root.path().join("alice"), seed).await;
+    let alice_key = {
+        let entry = first
+            .dht
+            .handle()
+            .get(directory_key(&alice.handle))
+            .await
+            .unwrap()
+            .unwrap();
+        <[u8; 32]>::try_from(&entry[..]).unwrap()
+    };
+    let identity = Identity::generate();
+    let config = EndpointConfig {
+        alpn: CHAT_ALPN.to_vec(),
+        ..EndpointConfig::default()
+    };
+    let (raw, _inbound) =
+        Endpoint::bind(&identity, "127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let to = alice.peer.chat_addr();
+    let node = alice.peer.node_id();
+
+    // A session opened properly by a hand-made client ...
+    let mallory = UserKey::generate();
+    let me = Caller {
+        user: &mallory,
+        name: "mallory",
+        node: identity.node_id(),
+    };
+    let id = [4; 16];
+    let open = session::open(&me, id, alice_key, "alice", &node);
+    let reply = raw.request(to, Some(node), open.encode()).await.unwrap();
+    assert!(matches!(
+        ChatMessage::decode(&reply.message).unwrap(),
+        ChatMessage::SessionAccept { .. }
+    ));
+    next(&mut alice.ui, |e| {
+        matches!(e, Event::SessionOpened { by_peer: true, .. })
+    })
+    .await;
+    // ... a line over alice's limit (1000 bytes here) is refused, with the reason.
+    let long = ChatMessage::Text {
+        session: id,
+        seq: 1,
+        sent_at_ms: 0,
+        text: "y".repeat(1001),
+    };
+    let reply = raw.request(to, Some(node), long.encode()).await.unwrap();
+    assert!(matches!(ChatMessage::decode(&reply.message).unwrap(),
+        ChatMessage::Refused { code, reason } if code == refusal::TOO_LARGE && reason.contains("1000")));
+    // A line for a session that does not exist is refused.
+    let stray = ChatMessage::Text {
+        session: [5; 16],
+        seq: 1,
+        sent_at_ms: 0,
+        text: "hi".into(),
+    };
+    let reply = raw.request(to, Some(node), stray.encode()).await.unwrap();
+    assert!(matches!(ChatMessage::decode(&reply.message).unwrap(),
+        ChatMessage::Refused { code, .. } if code == refusal::NO_SESSION));
+    // Garbage: no answer, the connection is closed.
+    let garbage = bytes::Bytes::from_static(&[0, 0, 0, 8, 0x02, 0xbe, 1, 2]);
+    assert!(raw.request(to, Some(node), garbage).await.is_err());
+    // alice still works for everyone else.
+    let ok = ChatMessage::Text {
+        session: id,
+        seq: 2,
+        sent_at_ms: 0,
+        text: "still here?".into(),
+    };
+    let reply = raw.request(to, Some(node), ok.encode()).await.unwrap();
+    assert!(matches!(
+        ChatMessage::decode(&reply.message).unwrap(),
+        ChatMessage::Ack { seq: 2, .. }
+    ));
+
+    send(&alice, Command::Quit).await;
+    next(&mut alice.ui, |e| *e == Event::Stopped).await;
+    alice.peer.shutdown().await;
+    first.gossip.shutdown().await;
+    first.dht.shutdown().await;
+}
