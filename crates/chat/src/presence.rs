@@ -17,10 +17,10 @@ use crate::event::Absence;
 use crate::user::{Handle, UserKey};
 use bytes::{BufMut, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use voidmesh_proto::frame::DecodeError;
 use voidmesh_proto::signed::{signed_record_key, SignedRecordError};
-use voidmesh_proto::wire::Reader;
+use voidmesh_proto::wire::{put_socket_addr, Reader};
 use voidmesh_proto::{Key, NodeId, SignedRecord};
 
 /// Prefix of a presence record's salt (the name follows).
@@ -90,12 +90,12 @@ impl Presence {
         let addrs = &self.chat_addrs[..self.chat_addrs.len().min(MAX_ADDRS)];
         out.put_u8(addrs.len() as u8);
         for addr in addrs {
-            put_addr(&mut out, addr);
+            put_socket_addr(&mut out, addr);
         }
         match &self.gossip_addr {
             Some(addr) => {
                 out.put_u8(1);
-                put_addr(&mut out, addr);
+                put_socket_addr(&mut out, addr);
             }
             None => out.put_u8(0),
         }
@@ -118,10 +118,10 @@ impl Presence {
             return Err(DecodeError::BadField("address count"));
         }
         let chat_addrs = (0..count)
-            .map(|_| read_addr(&mut r))
+            .map(|_| r.socket_addr())
             .collect::<Result<Vec<_>, _>>()?;
         let gossip_addr = if read_flag(&mut r, "has gossip")? {
-            Some(read_addr(&mut r)?)
+            Some(r.socket_addr()?)
         } else {
             None
         };
@@ -214,29 +214,6 @@ fn read_flag(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeErro
         1 => Ok(true),
         _ => Err(DecodeError::BadField(field)),
     }
-}
-
-fn put_addr(out: &mut BytesMut, addr: &SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            out.put_u8(4);
-            out.put_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            out.put_u8(6);
-            out.put_slice(&ip.octets());
-        }
-    }
-    out.put_u16(addr.port());
-}
-
-fn read_addr(r: &mut Reader<'_>) -> Result<SocketAddr, DecodeError> {
-    let ip = match r.u8("address family")? {
-        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>("ipv4")?)),
-        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>("ipv6")?)),
-        _ => return Err(DecodeError::BadField("address family")),
-    };
-    Ok(SocketAddr::new(ip, r.u16("port")?))
 }
 
 #[cfg(test)]

@@ -110,6 +110,20 @@ async fn next(ui: &mut ChatUi, pick: impl Fn(&Event) -> bool) -> Event {
     }
 }
 
+/// `/quit`, waits for the engine to stop, stops the peer.
+async fn quit(user: User) {
+    send(&user, Command::Quit).await;
+    let mut ui = user.ui;
+    next(&mut ui, |e| *e == Event::Stopped).await;
+    user.peer.shutdown().await;
+}
+
+/// Stops a node.
+async fn stop(node: Node) {
+    node.gossip.shutdown().await;
+    node.dht.shutdown().await;
+}
+
 async fn send(user: &User, command: Command) {
     user.ui.commands.send(command).await.unwrap();
 }
@@ -281,14 +295,10 @@ async fn two_users_find_each_other_talk_end_and_sign_off() {
     assert!(matches!(back, Event::Found { .. }), "{back}");
 
     for user in [again, bob] {
-        send(&user, Command::Quit).await;
-        let mut ui = user.ui;
-        next(&mut ui, |e| *e == Event::Stopped).await;
-        user.peer.shutdown().await;
+        quit(user).await;
     }
     for node in nodes {
-        node.gossip.shutdown().await;
-        node.dht.shutdown().await;
+        stop(node).await;
     }
 }
 
@@ -378,14 +388,10 @@ async fn forged_presence_is_never_used() {
     );
 
     for user in [alice, bob] {
-        send(&user, Command::Quit).await;
-        let mut ui = user.ui;
-        next(&mut ui, |e| *e == Event::Stopped).await;
-        user.peer.shutdown().await;
+        quit(user).await;
     }
     for node in nodes {
-        node.gossip.shutdown().await;
-        node.dht.shutdown().await;
+        stop(node).await;
     }
 }
 
@@ -480,13 +486,9 @@ async fn a_room_delivers_each_post_once_and_drops_forgeries() {
     let shown = history.conversation("#lobby", 10).unwrap();
     assert!(shown.is_empty(), "the relay is not in the room");
     for user in [relay, alice, bob, carol] {
-        send(&user, Command::Quit).await;
-        let mut ui = user.ui;
-        next(&mut ui, |e| *e == Event::Stopped).await;
-        user.peer.shutdown().await;
+        quit(user).await;
     }
-    first.gossip.shutdown().await;
-    first.dht.shutdown().await;
+    stop(first).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -574,9 +576,6 @@ async fn bad_session_messages_are_refused_or_disconnected() {
         ChatMessage::Ack { seq: 2, .. }
     ));
 
-    send(&alice, Command::Quit).await;
-    next(&mut alice.ui, |e| *e == Event::Stopped).await;
-    alice.peer.shutdown().await;
-    first.gossip.shutdown().await;
-    first.dht.shutdown().await;
+    quit(alice).await;
+    stop(first).await;
 }

@@ -40,9 +40,9 @@ use crate::frame::{exact_peer_frame, put_peer_header, DecodeError, PEER_HEADER_L
 use crate::gossip_api::MAX_DATA_LEN;
 use crate::id::NodeId;
 use crate::kad_msg::{read_contact, write_contact, Contact, MAX_CONTACTS};
-use crate::wire::Reader;
+use crate::wire::{put_socket_addr, Reader};
 use bytes::{BufMut, Bytes, BytesMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 /// PEER ANNOUNCE: one item being spread.
 pub const PEER_ANNOUNCE: u16 = 504;
@@ -160,11 +160,11 @@ impl GossipPeerMessage {
                 contacts: read_contacts(&mut r)?,
             },
             PEER_INFO => GossipPeerMessage::Info {
-                listen_addr: read_addr(&mut r)?,
+                listen_addr: r.socket_addr()?,
             },
             PEER_HELLO => GossipPeerMessage::Hello {
                 proof: read_proof(&mut r)?,
-                listen_addr: read_addr(&mut r)?,
+                listen_addr: r.socket_addr()?,
             },
             PEER_WELCOME => {
                 let accepted = match r.u8("status")? {
@@ -175,7 +175,7 @@ impl GossipPeerMessage {
                 GossipPeerMessage::Welcome {
                     accepted,
                     proof: read_proof(&mut r)?,
-                    listen_addr: read_addr(&mut r)?,
+                    listen_addr: r.socket_addr()?,
                     contacts: read_contacts(&mut r)?,
                 }
             }
@@ -207,10 +207,10 @@ impl GossipPeerMessage {
             }
             GossipPeerMessage::Discovery => {}
             GossipPeerMessage::Offer { contacts } => write_contacts(&mut body, contacts),
-            GossipPeerMessage::Info { listen_addr } => write_addr(&mut body, listen_addr),
+            GossipPeerMessage::Info { listen_addr } => put_socket_addr(&mut body, listen_addr),
             GossipPeerMessage::Hello { proof, listen_addr } => {
                 write_proof(&mut body, proof);
-                write_addr(&mut body, listen_addr);
+                put_socket_addr(&mut body, listen_addr);
             }
             GossipPeerMessage::Welcome {
                 accepted,
@@ -220,7 +220,7 @@ impl GossipPeerMessage {
             } => {
                 body.put_u8(if *accepted { 0 } else { 1 });
                 write_proof(&mut body, proof);
-                write_addr(&mut body, listen_addr);
+                put_socket_addr(&mut body, listen_addr);
                 write_contacts(&mut body, contacts);
             }
         }
@@ -241,30 +241,6 @@ fn read_proof(r: &mut Reader<'_>) -> Result<Proof, DecodeError> {
         timestamp: r.u64("timestamp")?,
         nonce: r.u64("nonce")?,
     })
-}
-
-fn write_addr(buf: &mut BytesMut, addr: &SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            buf.put_u8(4);
-            buf.put_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            buf.put_u8(6);
-            buf.put_slice(&ip.octets());
-        }
-    }
-    buf.put_u16(addr.port());
-}
-
-fn read_addr(r: &mut Reader<'_>) -> Result<SocketAddr, DecodeError> {
-    let ip = match r.u8("address family")? {
-        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>("ipv4")?)),
-        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>("ipv6")?)),
-        _ => return Err(DecodeError::BadField("address family")),
-    };
-    let port = r.u16("port")?;
-    Ok(SocketAddr::new(ip, port))
 }
 
 fn write_contacts(buf: &mut BytesMut, contacts: &[Contact]) {
@@ -289,6 +265,7 @@ mod tests {
     use super::*;
     use crate::id::Key;
     use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn arb_key() -> impl Strategy<Value = Key> + Clone {
         any::<[u8; 32]>().prop_map(Key)

@@ -35,9 +35,9 @@ use crate::dht_api::MAX_VALUE_LEN;
 use crate::frame::{exact_peer_frame, put_peer_header, DecodeError, PEER_HEADER_LEN};
 use crate::id::{Key, NodeId};
 use crate::signed::SignedRecord;
-use crate::wire::Reader;
+use crate::wire::{put_socket_addr, Reader};
 use bytes::{BufMut, Bytes, BytesMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 /// PING: are you alive?
 pub const PING: u16 = 660;
@@ -369,17 +369,7 @@ fn write_contacts(buf: &mut BytesMut, contacts: &[Contact]) {
 /// Appends one contact in its wire form.
 pub fn write_contact(buf: &mut BytesMut, c: &Contact) {
     buf.put_slice(&c.id.0);
-    match c.addr.ip() {
-        IpAddr::V4(ip) => {
-            buf.put_u8(4);
-            buf.put_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            buf.put_u8(6);
-            buf.put_slice(&ip.octets());
-        }
-    }
-    buf.put_u16(c.addr.port());
+    put_socket_addr(buf, &c.addr);
 }
 
 fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, DecodeError> {
@@ -397,22 +387,15 @@ fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, DecodeError> {
 /// [`DecodeError::BadField`] for an unknown address family, or a truncated contact.
 pub fn read_contact(r: &mut Reader<'_>) -> Result<Contact, DecodeError> {
     let id = r.key("contact id")?;
-    let ip = match r.u8("address family")? {
-        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>("ipv4")?)),
-        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>("ipv6")?)),
-        _ => return Err(DecodeError::BadField("address family")),
-    };
-    let port = r.u16("port")?;
-    Ok(Contact {
-        id,
-        addr: SocketAddr::new(ip, port),
-    })
+    let addr = r.socket_addr()?;
+    Ok(Contact { id, addr })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn arb_key() -> impl Strategy<Value = Key> + Clone {
         any::<[u8; 32]>().prop_map(Key)

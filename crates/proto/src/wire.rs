@@ -2,7 +2,8 @@
 
 use crate::frame::DecodeError;
 use crate::id::Key;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Reads big-endian fields from a frame body; every read checks the remaining length.
 pub struct Reader<'a> {
@@ -69,6 +70,19 @@ impl<'a> Reader<'a> {
         Ok(self.buf.slice(start..self.pos))
     }
 
+    /// Reads a socket address: `family u8 (4 or 6) | ip [4 or 16] | port u16`.
+    ///
+    /// # Errors
+    /// [`DecodeError::BadField`] for another family, or a truncated address.
+    pub fn socket_addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        let ip = match self.u8("address family")? {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>("ipv4")?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>("ipv6")?)),
+            _ => return Err(DecodeError::BadField("address family")),
+        };
+        Ok(SocketAddr::new(ip, self.u16("port")?))
+    }
+
     /// Reads a 32-byte key or node id.
     pub fn key(&mut self, field: &'static str) -> Result<Key, DecodeError> {
         Ok(Key(self.array::<32>(field)?))
@@ -94,4 +108,19 @@ impl<'a> Reader<'a> {
             Err(DecodeError::TrailingBytes(self.remaining()))
         }
     }
+}
+
+/// Appends a socket address as [`Reader::socket_addr`] reads it.
+pub fn put_socket_addr(buf: &mut BytesMut, addr: &SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            buf.put_u8(4);
+            buf.put_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            buf.put_u8(6);
+            buf.put_slice(&ip.octets());
+        }
+    }
+    buf.put_u16(addr.port());
 }
