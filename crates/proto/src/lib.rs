@@ -17,6 +17,8 @@
 pub mod chat_msg;
 pub mod dht_api;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod gossip_api;
 pub mod gossip_msg;
 pub mod id;
