@@ -28,9 +28,10 @@
 //! accomplices) therefore cannot reach into the others: a GET succeeds if any path
 //! reaches an honest holder, and a FIND_NODE merges what all paths found.
 
+use crate::routing::SortKey;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use voidmesh_proto::{Contact, Distance, Key, NodeId};
+use std::collections::BTreeMap;
+use voidmesh_proto::{Contact, Key, NodeId};
 
 /// What the lookup wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +93,7 @@ pub struct Lookup {
     /// The querying node, which is never a candidate.
     local_id: NodeId,
     /// Every candidate heard of, nearest to the target first.
-    peers: BTreeMap<Distance, Peer>,
+    peers: BTreeMap<SortKey, Peer>,
     /// How many closest peers must answer before the lookup ends (k).
     num_results: usize,
     /// Requests in flight at once while iterating (alpha).
@@ -147,16 +148,18 @@ impl Lookup {
 
     /// The state of the candidate `id`, if it is one.
     pub fn peer_state(&self, id: &NodeId) -> Option<PeerState> {
-        self.peers.get(&self.target.distance(id)).map(|p| p.state)
+        self.peers
+            .get(&SortKey::between(&self.target, id))
+            .map(|p| p.state)
     }
 
     /// Adds a new candidate; returns its distance, or `None` if it is the local node or
     /// already known.
-    fn add_candidate(&mut self, contact: Contact) -> Option<Distance> {
+    fn add_candidate(&mut self, contact: Contact) -> Option<SortKey> {
         if contact.id == self.local_id {
             return None;
         }
-        let distance = self.target.distance(&contact.id);
+        let distance = SortKey::between(&self.target, &contact.id);
         match self.peers.entry(distance) {
             Entry::Occupied(_) => None,
             Entry::Vacant(slot) => {
@@ -238,7 +241,7 @@ impl Lookup {
         if self.state == State::Finished {
             return false;
         }
-        let distance = self.target.distance(id);
+        let distance = SortKey::between(&self.target, id);
         let Some(peer) = self.peers.get_mut(&distance) else {
             return false;
         };
@@ -281,7 +284,7 @@ impl Lookup {
         if self.state == State::Finished {
             return false;
         }
-        let Some(peer) = self.peers.get_mut(&self.target.distance(id)) else {
+        let Some(peer) = self.peers.get_mut(&SortKey::between(&self.target, id)) else {
             return false;
         };
         match peer.state {
@@ -298,7 +301,7 @@ impl Lookup {
         if self.state == State::Finished {
             return false;
         }
-        let Some(peer) = self.peers.get_mut(&self.target.distance(id)) else {
+        let Some(peer) = self.peers.get_mut(&SortKey::between(&self.target, id)) else {
             return false;
         };
         match peer.state {
@@ -313,7 +316,7 @@ impl Lookup {
     /// The owner's deadline for the request to `id` passed: the peer no longer counts
     /// toward the parallelism, but its late answer is still accepted.
     pub fn on_timeout(&mut self, id: &NodeId) -> bool {
-        let Some(peer) = self.peers.get_mut(&self.target.distance(id)) else {
+        let Some(peer) = self.peers.get_mut(&SortKey::between(&self.target, id)) else {
             return false;
         };
         if peer.state != PeerState::Waiting {
@@ -340,7 +343,7 @@ impl Lookup {
     }
 
     /// Every peer that answered with its distance, nearest first.
-    fn succeeded(&self) -> impl Iterator<Item = (&Distance, &Contact)> + '_ {
+    fn succeeded(&self) -> impl Iterator<Item = (&SortKey, &Contact)> + '_ {
         self.peers
             .iter()
             .filter(|(_, p)| p.state == PeerState::Succeeded)
@@ -359,8 +362,10 @@ pub struct DisjointLookup {
     target: Key,
     /// The paths; each is an independent lookup over its share of the seeds.
     paths: Vec<Lookup>,
-    /// Which path asked each peer; a peer in here is never asked by another path.
-    claimed: HashMap<NodeId, usize>,
+    /// Which path asked each peer, by the peer's distance to the target (one-to-one with
+    /// its id, and cheaper to look up than a hashed id); a peer in here is never asked by
+    /// another path.
+    claimed: BTreeMap<SortKey, usize>,
     /// The path offered the next free request slot first, so paths take turns.
     next_path: usize,
 }
@@ -380,7 +385,7 @@ impl DisjointLookup {
     ) -> Self {
         let d = paths.max(1);
         let mut seeds: Vec<Contact> = seeds.into_iter().filter(|c| c.id != local_id).collect();
-        seeds.sort_by_key(|c| target.distance(&c.id));
+        seeds.sort_by_key(|c| SortKey::between(&target, &c.id));
         seeds.dedup_by_key(|c| c.id);
         let mut shares: Vec<Vec<Contact>> = vec![Vec::new(); d];
         for (i, seed) in seeds.into_iter().enumerate() {
@@ -392,7 +397,7 @@ impl DisjointLookup {
                 .into_iter()
                 .map(|share| Lookup::new(target, local_id, share, num_results, parallelism))
                 .collect(),
-            claimed: HashMap::new(),
+            claimed: BTreeMap::new(),
             next_path: 0,
         }
     }
@@ -409,7 +414,9 @@ impl DisjointLookup {
 
     /// The path that asked `id`, if any did.
     pub fn path_of(&self, id: &NodeId) -> Option<usize> {
-        self.claimed.get(id).copied()
+        self.claimed
+            .get(&SortKey::between(&self.target, id))
+            .copied()
     }
 
     /// Requests sent so far over all paths.
@@ -424,7 +431,7 @@ impl DisjointLookup {
 
     /// The state of `id` in the path that asked it, or else in the first path that knows it.
     pub fn peer_state(&self, id: &NodeId) -> Option<PeerState> {
-        match self.claimed.get(id) {
+        match self.claimed.get(&SortKey::between(&self.target, id)) {
             Some(&path) => self.paths[path].peer_state(id),
             None => self.paths.iter().find_map(|p| p.peer_state(id)),
         }
@@ -437,11 +444,16 @@ impl DisjointLookup {
         let mut waiting = false;
         for turn in 0..d {
             let i = (self.next_path + turn) % d;
-            let claimed = &self.claimed;
-            let taken = |id: &NodeId| claimed.get(id).is_some_and(|&p| p != i);
+            let (claimed, target) = (&self.claimed, self.target);
+            let taken = |id: &NodeId| {
+                claimed
+                    .get(&SortKey::between(&target, id))
+                    .is_some_and(|&p| p != i)
+            };
             match self.paths[i].next_step_skipping(&taken) {
                 Step::Contact(contact) => {
-                    self.claimed.insert(contact.id, i);
+                    self.claimed
+                        .insert(SortKey::between(&self.target, &contact.id), i);
                     self.next_path = (i + 1) % d;
                     return Step::Contact(contact);
                 }
@@ -459,7 +471,7 @@ impl DisjointLookup {
     /// `id` answered with `closer` contacts; they go to the path that asked it. Returns
     /// false if no path was waiting on `id`.
     pub fn on_success(&mut self, id: &NodeId, closer: &[Contact]) -> bool {
-        match self.claimed.get(id) {
+        match self.claimed.get(&SortKey::between(&self.target, id)) {
             Some(&path) => self.paths[path].on_success(id, closer),
             None => false,
         }
@@ -467,7 +479,7 @@ impl DisjointLookup {
 
     /// `id` answered with a value (see [`Lookup::on_found`]).
     pub fn on_found(&mut self, id: &NodeId) -> bool {
-        match self.claimed.get(id) {
+        match self.claimed.get(&SortKey::between(&self.target, id)) {
             Some(&path) => self.paths[path].on_found(id),
             None => false,
         }
@@ -475,7 +487,7 @@ impl DisjointLookup {
 
     /// The request to `id` failed. Returns false if no path was waiting on `id`.
     pub fn on_failure(&mut self, id: &NodeId) -> bool {
-        match self.claimed.get(id) {
+        match self.claimed.get(&SortKey::between(&self.target, id)) {
             Some(&path) => self.paths[path].on_failure(id),
             None => false,
         }
@@ -483,7 +495,7 @@ impl DisjointLookup {
 
     /// The owner's deadline for `id` passed (see [`Lookup::on_timeout`]).
     pub fn on_timeout(&mut self, id: &NodeId) -> bool {
-        match self.claimed.get(id) {
+        match self.claimed.get(&SortKey::between(&self.target, id)) {
             Some(&path) => self.paths[path].on_timeout(id),
             None => false,
         }
@@ -499,7 +511,7 @@ impl DisjointLookup {
     /// Up to `count` peers that answered on any path, nearest to the target first: the
     /// merged result of the paths.
     pub fn closest_succeeded(&self, count: usize) -> Vec<Contact> {
-        let mut all: Vec<(&Distance, &Contact)> =
+        let mut all: Vec<(&SortKey, &Contact)> =
             self.paths.iter().flat_map(Lookup::succeeded).collect();
         all.sort_unstable_by_key(|(d, _)| **d);
         all.into_iter().take(count).map(|(_, c)| *c).collect()

@@ -1,8 +1,14 @@
 //! The routing table: 256 k-buckets of contacts, sorted by XOR distance from the local id.
 //!
+//! Buckets are allocated lazily, from the farthest (255) down to the nearest one used: in a
+//! network of n nodes only about log2(n) + a few buckets ever hold a contact, so a table
+//! costs a few kilobytes instead of 256 buckets' worth (this adds up in the simulator's
+//! 100 000 nodes). A bucket not allocated yet behaves as an empty one created with the
+//! table.
+//!
 //! # Buckets
 //! Bucket `i` holds the contacts whose distance from the local id has its highest set bit
-//! at position `i` ([`Distance::bucket_index`]); the local id itself has no bucket and is
+//! at position `i` ([`Distance::bucket_index`](voidmesh_proto::Distance::bucket_index)); the local id itself has no bucket and is
 //! never added. Each bucket keeps at most k entries, least-recently-seen first, so the
 //! head is the contact most likely to have gone away.
 //!
@@ -39,7 +45,7 @@
 use crate::timers::after;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use voidmesh_proto::{id_puzzle_ok, Contact, Distance, Key, NodeId};
+use voidmesh_proto::{id_puzzle_ok, Contact, Key, NodeId};
 
 /// Consecutive failed requests after which a contact is dropped from its bucket.
 pub const MAX_FAILURES: u8 = 2;
@@ -137,6 +143,8 @@ pub enum Insert {
 struct Entry {
     /// Who it is and where to reach it.
     contact: Contact,
+    /// `subnet_of(contact.addr)`, kept so that the subnet limit costs no address parsing.
+    subnet: Option<Subnet>,
     /// When we last heard from it directly (or when it was inserted); decides whether a
     /// newcomer is worth a ping.
     last_seen: Instant,
@@ -186,7 +194,7 @@ impl Bucket {
             .entries
             .iter()
             .enumerate()
-            .filter(|(i, e)| Some(*i) != skip && subnet_of(&e.contact.addr) == Some(subnet))
+            .filter(|(i, e)| Some(*i) != skip && e.subnet == Some(subnet))
             .count();
         used < limit
     }
@@ -214,6 +222,7 @@ impl Bucket {
         if let Some(contact) = promoted {
             self.entries.push(Entry {
                 contact,
+                subnet: subnet_of(&contact.addr),
                 last_seen: now,
                 failures: 0,
             });
@@ -222,6 +231,39 @@ impl Bucket {
             removed: removed.contact,
             promoted,
         }
+    }
+}
+
+/// A XOR distance as four big-endian 64-bit words: orders exactly like [`Distance`](voidmesh_proto::Distance), but
+/// compares without a call to `memcmp` (sorting and ordered maps of candidates are hot in
+/// lookups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct SortKey([u64; 4]);
+
+impl SortKey {
+    /// The distance between `a` and `b`.
+    #[inline]
+    pub(crate) fn between(a: &Key, b: &Key) -> Self {
+        #[inline(always)]
+        fn word(k: &Key, i: usize) -> u64 {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&k.0[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(w)
+        }
+        SortKey([
+            word(a, 0) ^ word(b, 0),
+            word(a, 1) ^ word(b, 1),
+            word(a, 2) ^ word(b, 2),
+            word(a, 3) ^ word(b, 3),
+        ])
+    }
+
+    /// The same as [`Distance::bucket_index`](voidmesh_proto::Distance::bucket_index): the
+    /// position of the highest set bit, `None` for zero.
+    #[inline]
+    pub(crate) fn bucket_index(&self) -> Option<usize> {
+        let (i, w) = self.0.iter().enumerate().find(|(_, w)| **w != 0)?;
+        Some(255 - (i * 64 + w.leading_zeros() as usize))
     }
 }
 
@@ -241,8 +283,13 @@ pub struct RoutingTable {
     local_id: NodeId,
     /// Most entries per bucket (k).
     k: usize,
-    /// Indexed by [`Distance::bucket_index`].
+    /// The allocated buckets, `first..256`: `buckets[j]` is bucket `first + j` (see
+    /// [`Distance::bucket_index`](voidmesh_proto::Distance::bucket_index)). Buckets below `first` are empty.
     buckets: Vec<Bucket>,
+    /// Index of the lowest allocated bucket (256 while none is).
+    first: usize,
+    /// When the table was made: the last lookup time of a bucket allocated later.
+    created: Instant,
     /// Number of entries over all buckets, so `len` is O(1).
     len: usize,
     /// Leading zero bits SHA-256(id) must have for a contact to enter (0: any id).
@@ -258,7 +305,9 @@ impl RoutingTable {
         RoutingTable {
             local_id,
             k: k.max(1),
-            buckets: (0..NUM_BUCKETS).map(|_| Bucket::new(now)).collect(),
+            buckets: Vec::new(),
+            first: NUM_BUCKETS,
+            created: now,
             len: 0,
             id_difficulty: 0,
             max_per_subnet: 0,
@@ -281,7 +330,26 @@ impl RoutingTable {
 
     /// The bucket `id` belongs in; `None` for the local id.
     pub fn bucket_of(&self, id: &NodeId) -> Option<usize> {
-        self.local_id.distance(id).bucket_index()
+        SortKey::between(&self.local_id, id).bucket_index()
+    }
+
+    /// Bucket `index`, if it is allocated (an unallocated one is empty).
+    fn bucket(&self, index: usize) -> Option<&Bucket> {
+        self.buckets.get(index.checked_sub(self.first)?)
+    }
+
+    /// Bucket `index` (below 256), allocating it and every bucket between it and the
+    /// lowest allocated one.
+    fn bucket_mut(&mut self, index: usize) -> &mut Bucket {
+        if index < self.first {
+            let created = self.created;
+            let mut grown: Vec<Bucket> = Vec::with_capacity(NUM_BUCKETS - index);
+            grown.extend((index..self.first).map(|_| Bucket::new(created)));
+            grown.append(&mut self.buckets);
+            self.buckets = grown;
+            self.first = index;
+        }
+        &mut self.buckets[index - self.first]
     }
 
     /// Number of contacts in the table (replacement caches not counted).
@@ -303,8 +371,7 @@ impl RoutingTable {
 
     /// The contacts of bucket `index`, least recently seen first.
     pub fn bucket_contacts(&self, index: usize) -> impl Iterator<Item = &Contact> + '_ {
-        self.buckets
-            .get(index)
+        self.bucket(index)
             .into_iter()
             .flat_map(|b| b.entries.iter().map(|e| &e.contact))
     }
@@ -312,7 +379,8 @@ impl RoutingTable {
     /// True if `id` is in a bucket (not only in a replacement cache).
     pub fn contains(&self, id: &NodeId) -> bool {
         self.bucket_of(id)
-            .is_some_and(|i| self.buckets[i].position(id).is_some())
+            .and_then(|i| self.bucket(i))
+            .is_some_and(|b| b.position(id).is_some())
     }
 
     /// Offers a contact; see the module doc for the rules.
@@ -322,13 +390,17 @@ impl RoutingTable {
         };
         let k = self.k;
         let limit = self.max_per_subnet;
-        if let Some(pos) = self.buckets[index].position(&contact.id) {
-            let bucket = &mut self.buckets[index];
+        let known = self.bucket(index).and_then(|b| b.position(&contact.id));
+        if let Some(pos) = known {
+            let bucket = self.bucket_mut(index);
             if seen == Seen::Direct {
                 let mut entry = bucket.entries.remove(pos);
                 // A new address is taken only if its subnet has room in this bucket.
-                if bucket.subnet_has_room(&contact.addr, limit, None) {
+                if entry.contact.addr != contact.addr
+                    && bucket.subnet_has_room(&contact.addr, limit, None)
+                {
                     entry.contact.addr = contact.addr;
+                    entry.subnet = subnet_of(&contact.addr);
                 }
                 entry.last_seen = now;
                 entry.failures = 0;
@@ -342,7 +414,7 @@ impl RoutingTable {
         if !id_puzzle_ok(&contact.id, self.id_difficulty) {
             return Insert::Rejected(Reject::IdPuzzle);
         }
-        let bucket = &mut self.buckets[index];
+        let bucket = self.bucket_mut(index);
         if !bucket.subnet_has_room(&contact.addr, limit, None) {
             return Insert::Rejected(Reject::SubnetFull);
         }
@@ -350,6 +422,7 @@ impl RoutingTable {
             bucket.replacements.retain(|c| c.id != contact.id);
             bucket.entries.push(Entry {
                 contact,
+                subnet: subnet_of(&contact.addr),
                 last_seen: now,
                 failures: 0,
             });
@@ -374,12 +447,31 @@ impl RoutingTable {
         }
     }
 
+    /// Offers a contact another node named in a reply ([`Seen::Indirect`]) when the outcome
+    /// does not matter: the same as [`offer`](Self::offer), but a full bucket is not
+    /// searched (for an indirect contact a full bucket changes nothing, whether the contact
+    /// is in it or not). Lookups learn twenty contacts per answer, most of them for full
+    /// buckets, so this keeps the routing table off the hot path.
+    pub fn learn(&mut self, now: Instant, contact: Contact) {
+        let Some(index) = self.bucket_of(&contact.id) else {
+            return;
+        };
+        if self
+            .bucket(index)
+            .is_some_and(|b| b.entries.len() >= self.k)
+        {
+            return;
+        }
+        let _ = self.offer(now, contact, Seen::Indirect);
+    }
+
     /// The ping sent for [`Insert::Pending`] got no answer: evicts that entry and promotes
     /// the newest replacement.
     pub fn ping_failed(&mut self, now: Instant, id: &NodeId) -> Option<Evicted> {
         let index = self.bucket_of(id)?;
         let limit = self.max_per_subnet;
-        let bucket = &mut self.buckets[index];
+        self.bucket(index)?;
+        let bucket = self.bucket_mut(index);
         if bucket.pinging == Some(*id) {
             bucket.pinging = None;
         }
@@ -396,7 +488,8 @@ impl RoutingTable {
     pub fn record_failure(&mut self, now: Instant, id: &NodeId) -> Option<Evicted> {
         let index = self.bucket_of(id)?;
         let limit = self.max_per_subnet;
-        let bucket = &mut self.buckets[index];
+        self.bucket(index)?;
+        let bucket = self.bucket_mut(index);
         let Some(pos) = bucket.position(id) else {
             bucket.replacements.retain(|c| c.id != *id);
             return None;
@@ -415,57 +508,61 @@ impl RoutingTable {
 
     /// Up to `count` contacts nearest to `target`, nearest first, leaving out `exclude`.
     ///
-    /// Visits whole buckets in order of their distance range from `target`, so only
-    /// about `count` contacts are sorted, not the whole table: with `i` the bucket of
-    /// `target`, bucket `i` holds the nearest, then buckets below `i` (all at distance
-    /// `[2^i, 2^(i+1))`), then buckets above `i` in increasing order.
+    /// Visits the buckets in the exact order of their distance from `target`, sorts only
+    /// the contacts of each bucket it takes, and stops once it has `count`. With `D` the
+    /// distance from the local id to `target`, every contact of bucket `j` lies at a
+    /// distance from `target` that agrees with `D` above bit `j` and differs at bit `j`; so
+    /// all of bucket `a` is nearer than all of bucket `b < a` if bit `a` of `D` is set, and
+    /// farther if it is clear. The order is therefore: the buckets of the set bits of `D`
+    /// from the highest down, then the buckets of its clear bits from the lowest up.
     pub fn closest(&self, target: &Key, count: usize, exclude: Option<&NodeId>) -> Vec<Contact> {
-        let mut found: Vec<(Distance, Contact)> = Vec::with_capacity(count + self.k);
-        let take = |bucket: &Bucket, found: &mut Vec<(Distance, Contact)>| {
-            for e in &bucket.entries {
-                if Some(&e.contact.id) != exclude {
-                    found.push((target.distance(&e.contact.id), e.contact));
-                }
+        let mut found: Vec<Contact> = Vec::with_capacity(count.min(self.len));
+        if count == 0 || self.buckets.is_empty() {
+            return found;
+        }
+        let d = self.local_id.distance(target);
+        let bit = |i: usize| d.0[31 - i / 8] >> (i % 8) & 1 == 1;
+        let set = (self.first..NUM_BUCKETS).rev().filter(|&i| bit(i));
+        let clear = (self.first..NUM_BUCKETS).filter(|&i| !bit(i));
+        // (distance, position in the bucket): small entries, cheap to select and sort.
+        let mut sorted: Vec<(SortKey, usize)> = Vec::with_capacity(self.k);
+        for index in set.chain(clear) {
+            let entries = &self.buckets[index - self.first].entries;
+            sorted.clear();
+            sorted.extend(
+                entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| Some(&e.contact.id) != exclude)
+                    .map(|(at, e)| (SortKey::between(target, &e.contact.id), at)),
+            );
+            let want = count - found.len();
+            if sorted.len() > want {
+                // Only the `want` nearest of this bucket are needed: select, then sort those.
+                sorted.select_nth_unstable(want - 1);
+                sorted.truncate(want);
             }
-        };
-        match self.local_id.distance(target).bucket_index() {
-            None => {
-                for bucket in &self.buckets {
-                    if found.len() >= count {
-                        break;
-                    }
-                    take(bucket, &mut found);
-                }
-            }
-            Some(i) => {
-                take(&self.buckets[i], &mut found);
-                if found.len() < count {
-                    for bucket in &self.buckets[..i] {
-                        take(bucket, &mut found);
-                    }
-                }
-                for bucket in &self.buckets[i + 1..] {
-                    if found.len() >= count {
-                        break;
-                    }
-                    take(bucket, &mut found);
-                }
+            sorted.sort_unstable();
+            found.extend(sorted.iter().map(|&(_, at)| entries[at].contact));
+            if found.len() >= count {
+                break;
             }
         }
-        found.sort_unstable_by_key(|(distance, _)| *distance);
-        found.truncate(count);
-        found.into_iter().map(|(_, c)| c).collect()
+        found
     }
 
     /// Index of the nearest non-empty bucket (where the closest neighbour lives).
     pub fn nearest_bucket(&self) -> Option<usize> {
-        self.buckets.iter().position(|b| !b.entries.is_empty())
+        self.buckets
+            .iter()
+            .position(|b| !b.entries.is_empty())
+            .map(|j| self.first + j)
     }
 
     /// Notes that a lookup of `target` started, which counts as a refresh of its bucket.
     pub fn touch(&mut self, target: &Key, now: Instant) {
         if let Some(i) = self.bucket_of(target) {
-            self.buckets[i].last_lookup = now;
+            self.bucket_mut(i).last_lookup = now;
         }
     }
 
@@ -476,14 +573,17 @@ impl RoutingTable {
             return Vec::new();
         };
         (nearest..NUM_BUCKETS)
-            .filter(|&i| now.saturating_duration_since(self.buckets[i].last_lookup) >= interval)
+            .filter(|&i| {
+                let last = self.buckets[i - self.first].last_lookup;
+                now.saturating_duration_since(last) >= interval
+            })
             .collect()
     }
 
     /// When the next bucket becomes stale, or `None` for an empty table.
     pub fn next_refresh(&self, interval: Duration) -> Option<Instant> {
         let nearest = self.nearest_bucket()?;
-        self.buckets[nearest..]
+        self.buckets[nearest - self.first..]
             .iter()
             .map(|b| after(b.last_lookup, interval))
             .min()
@@ -513,7 +613,15 @@ impl RoutingTable {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         let mut total = 0;
-        for (i, bucket) in self.buckets.iter().enumerate() {
+        if self.first + self.buckets.len() != NUM_BUCKETS {
+            return Err(format!(
+                "{} buckets allocated from {}",
+                self.buckets.len(),
+                self.first
+            ));
+        }
+        for (j, bucket) in self.buckets.iter().enumerate() {
+            let i = self.first + j;
             if bucket.entries.len() > self.k {
                 return Err(format!("bucket {i} holds {}", bucket.entries.len()));
             }
@@ -528,6 +636,9 @@ impl RoutingTable {
                     return Err(format!("{:?} fails the id puzzle", e.contact.id));
                 }
                 let subnet = subnet_of(&e.contact.addr);
+                if e.subnet != subnet {
+                    return Err(format!("{:?} has a stale subnet", e.contact.id));
+                }
                 let same = bucket
                     .entries
                     .iter()
@@ -931,5 +1042,103 @@ mod tests {
                 }
             }
         }
+
+        #[test]
+        fn closest_equals_a_full_sort(
+            local in any::<[u8; 32]>(),
+            ids in proptest::collection::vec((any::<[u8; 32]>(), 0u8..24), 0..200),
+            target in any::<[u8; 32]>(),
+            target_prefix in 0u8..32,
+            count in 0usize..40,
+            exclude in any::<Option<proptest::sample::Index>>(),
+        ) {
+            let now = epoch();
+            let local = Key(local);
+            let mut t = RoutingTable::new(local, 8, now);
+            for (raw, shared_prefix) in ids {
+                // Spread the contacts over many buckets, near ones included.
+                let mut raw = raw;
+                raw[..usize::from(shared_prefix / 8)]
+                    .copy_from_slice(&local.0[..usize::from(shared_prefix / 8)]);
+                let _ = t.offer(now, contact(Key(raw), 1), Seen::Direct);
+            }
+            let mut target = target;
+            target[..usize::from(target_prefix)].copy_from_slice(&local.0[..usize::from(target_prefix)]);
+            let target = Key(target);
+            let all: Vec<Contact> = t.iter().copied().collect();
+            let exclude = exclude.filter(|_| !all.is_empty()).map(|i| all[i.index(all.len())].id);
+            let mut expect: Vec<Contact> = all
+                .iter()
+                .filter(|c| Some(c.id) != exclude)
+                .copied()
+                .collect();
+            expect.sort_by_key(|c| target.distance(&c.id));
+            expect.truncate(count);
+            prop_assert_eq!(t.closest(&target, count, exclude.as_ref()), expect);
+        }
+
+        #[test]
+        fn learn_changes_the_table_exactly_as_an_indirect_offer(
+            local in any::<[u8; 32]>(),
+            ops in proptest::collection::vec((any::<[u8; 32]>(), 0u8..3, any::<bool>()), 1..200),
+        ) {
+            let start = epoch();
+            let local = Key(local);
+            let mut a = RoutingTable::new(local, 3, start).with_rules(0, 2);
+            let mut b = a.clone();
+            for (step, (raw, shared_prefix, direct)) in ops.into_iter().enumerate() {
+                let now = start + Duration::from_secs(step as u64 * 13);
+                let mut raw = raw;
+                raw[..usize::from(shared_prefix)].copy_from_slice(&local.0[..usize::from(shared_prefix)]);
+                let c = at(Key(raw), [10, 0, raw[30] % 4, raw[29]]);
+                if direct {
+                    prop_assert_eq!(a.offer(now, c, Seen::Direct), b.offer(now, c, Seen::Direct));
+                } else {
+                    let _ = a.offer(now, c, Seen::Indirect);
+                    b.learn(now, c);
+                }
+                prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            }
+        }
+
+        #[test]
+        fn sort_key_orders_like_distance(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), c in any::<[u8; 32]>(), prefix in 0usize..33) {
+            let (a, mut b, c) = (Key(a), b, Key(c));
+            b[..prefix].copy_from_slice(&a.0[..prefix]);
+            let b = Key(b);
+            prop_assert_eq!(SortKey::between(&a, &b).bucket_index(), a.distance(&b).bucket_index());
+            prop_assert_eq!(
+                SortKey::between(&a, &b).cmp(&SortKey::between(&a, &c)),
+                a.distance(&b).cmp(&a.distance(&c))
+            );
+        }
+    }
+
+    #[test]
+    fn buckets_are_allocated_only_down_to_the_nearest_used() {
+        let now = epoch();
+        let mut t = RoutingTable::new(Key([0; 32]), 20, now);
+        assert_eq!(t.buckets.len(), 0);
+        assert_eq!(t.closest(&Key([1; 32]), 20, None), vec![]);
+        let _ = t.offer(now, contact(id_in(250, 0), 1), Seen::Direct);
+        assert_eq!(t.buckets.len(), 6);
+        assert_eq!(t.nearest_bucket(), Some(250));
+        // A refresh is due for every bucket from the nearest non-empty one, allocated or
+        // not, at the same time as with all 256 allocated.
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(
+            t.stale_buckets(later, Duration::from_secs(3600)),
+            (250..256).collect::<Vec<_>>()
+        );
+        assert_eq!(t.next_refresh(Duration::from_secs(3600)), Some(later));
+        t.touch(&id_in(240, 0), later);
+        assert_eq!(t.buckets.len(), 16);
+        assert_eq!(t.bucket_contacts(240).count(), 0);
+        assert_eq!(t.bucket_contacts(7).count(), 0);
+        assert!(!t.contains(&id_in(3, 0)));
+        assert_eq!(t.record_failure(later, &id_in(3, 0)), None);
+        assert_eq!(t.ping_failed(later, &id_in(3, 0)), None);
+        assert_eq!(t.buckets.len(), 16);
+        t.check_invariants().unwrap();
     }
 }

@@ -10,7 +10,6 @@ use super::query::{
 use super::serve::remaining_secs;
 use super::Kademlia;
 use crate::lookup::{DisjointLookup, Step};
-use crate::routing::Seen;
 use crate::store::Record;
 use crate::timers::{after, Deadline};
 use crate::{Event, QueryId, RequestId};
@@ -106,7 +105,7 @@ impl Kademlia {
                     .collect();
                 for contact in &contacts {
                     // Learned from a third party: inserted only where there is room.
-                    let _ = self.table.offer(now, *contact, Seen::Indirect);
+                    self.table.learn(now, *contact);
                 }
                 let accepted = self
                     .queries
