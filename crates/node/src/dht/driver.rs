@@ -375,8 +375,19 @@ impl Driver {
         let mut contacts = self.kad.contacts();
         contacts.sort_by_key(|c| c.id);
         if contacts != self.saved_contacts || done.is_some() {
-            tracing::debug!(count = contacts.len(), "contacts saved");
-            storage.save_contacts(contacts.clone(), done);
+            let count = contacts.len();
+            // Logged once durable: tests (and people) read it as "on disk now".
+            let logged: Completion = Box::new(move |ok| {
+                if ok {
+                    tracing::debug!(count, "contacts saved");
+                } else {
+                    tracing::warn!(count, "contacts could not be saved");
+                }
+                if let Some(done) = done {
+                    done(ok);
+                }
+            });
+            storage.save_contacts(contacts.clone(), Some(logged));
             self.saved_contacts = contacts;
         }
     }
