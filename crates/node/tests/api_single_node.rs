@@ -197,3 +197,51 @@ async fn two_hundred_concurrent_clients_are_all_served() {
     }
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn gets_sent_before_the_client_half_closes_are_all_answered() {
+    use voidmesh_proto::DhtMessage;
+    let node = single_node().await;
+    let mut client = DhtClient::connect(node.api_addr()).await.unwrap();
+    client
+        .put(key(1), Bytes::from_static(b"present"), 60, 1)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "stored", || async {
+        let mut c = DhtClient::connect(node.api_addr()).await.unwrap();
+        c.get(key(1)).await.unwrap()
+    })
+    .await;
+    // Twenty GETs in one write, then the client says it is done sending.
+    let mut stream = TcpStream::connect(node.api_addr()).await.unwrap();
+    let mut out = Vec::new();
+    for i in 0..20u8 {
+        let get = DhtMessage::Get { key: key(i % 2) };
+        out.extend_from_slice(&get.encode().unwrap());
+    }
+    stream.write_all(&out).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut back))
+        .await
+        .expect("the node answers, then closes")
+        .unwrap();
+    let (mut found, mut missing, mut rest) = (0, 0, &back[..]);
+    while rest.len() >= 2 {
+        let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        match DhtMessage::decode(&Bytes::copy_from_slice(&rest[..size])).unwrap() {
+            DhtMessage::Success { key: k, value } => {
+                assert_eq!((k, &value[..]), (key(1), &b"present"[..]));
+                found += 1;
+            }
+            DhtMessage::Failure { key: k } => {
+                assert_eq!(k, key(0));
+                missing += 1;
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+        rest = &rest[size..];
+    }
+    assert_eq!((found, missing, rest.len()), (10, 10, 0));
+    node.shutdown().await;
+}

@@ -3,15 +3,17 @@
 
 use super::codec::{ApiCodec, FrameError};
 use crate::dht::DhtHandle;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use voidmesh_proto::dht_api::PutSignedStatus;
@@ -20,7 +22,15 @@ use voidmesh_proto::DhtMessage;
 /// GETs one connection may have in flight; more wait until one completes.
 const MAX_GETS_IN_FLIGHT: usize = 1024;
 
+/// An answer being worked out: a GET, GET SIGNED or PUT SIGNED waiting for the DHT.
+type Pending = Pin<Box<dyn Future<Output = DhtMessage> + Send>>;
+
 /// Serves one API client until it disconnects, breaks the protocol, or `shutdown` fires.
+///
+/// One task reads frames and drives the connection's outstanding requests (at most
+/// [`MAX_GETS_IN_FLIGHT`], polled side by side in a `FuturesUnordered`, no task per
+/// request); a second task writes the replies in completion order, so a client that
+/// reads slowly does not stop this one from reading.
 pub async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -29,14 +39,24 @@ pub async fn handle_connection(
 ) {
     let (read_half, write_half) = stream.into_split();
     let mut frames = FramedRead::with_capacity(read_half, ApiCodec, 8 * 1024);
-    let (replies_tx, replies_rx) = mpsc::channel::<Bytes>(MAX_GETS_IN_FLIGHT);
+    let (replies_tx, replies_rx) = mpsc::channel::<DhtMessage>(MAX_GETS_IN_FLIGHT);
     let writer = tokio::spawn(write_replies(write_half, replies_rx));
-    let in_flight = Arc::new(Semaphore::new(MAX_GETS_IN_FLIGHT));
+    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    // Created once: a fresh `cancelled()` per frame would register a waiter every time.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
 
     let outcome = loop {
         let frame = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            frame = frames.next() => frame,
+            biased;
+            _ = &mut cancelled => break Ok(()),
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                if !queue_reply(&replies_tx, reply).await {
+                    break Ok(());
+                }
+                continue;
+            }
+            frame = frames.next(), if pending.len() < MAX_GETS_IN_FLIGHT => frame,
         };
         let frame = match frame {
             None => break Ok(()),
@@ -62,38 +82,35 @@ pub async fn handle_connection(
             }
             Ok(DhtMessage::Get { key }) => {
                 let dht = dht.clone();
-                answer_later(&in_flight, &replies_tx, async move {
+                pending.push(Box::pin(async move {
                     match dht.get(key).await {
                         Ok(Some(value)) => DhtMessage::Success { key, value },
                         Ok(None) | Err(_) => DhtMessage::Failure { key },
                     }
-                })
-                .await;
+                }));
             }
             Ok(DhtMessage::GetSigned { key }) => {
                 let dht = dht.clone();
-                answer_later(&in_flight, &replies_tx, async move {
+                pending.push(Box::pin(async move {
                     match dht.get_signed(key).await {
                         Ok(Some(record)) => DhtMessage::SignedSuccess { key, record },
                         Ok(None) | Err(_) => DhtMessage::Failure { key },
                     }
-                })
-                .await;
+                }));
             }
             Ok(DhtMessage::PutSigned {
                 replication,
                 record,
             }) => {
                 let dht = dht.clone();
-                answer_later(&in_flight, &replies_tx, async move {
+                pending.push(Box::pin(async move {
                     let key = record.key();
                     let status = dht
                         .put_signed(record, replication)
                         .await
                         .unwrap_or(PutSignedStatus::NotStored);
                     DhtMessage::PutSignedResult { key, status }
-                })
-                .await;
+                }));
             }
             Ok(other) => {
                 break Err(format!(
@@ -106,7 +123,12 @@ pub async fn handle_connection(
     };
     match outcome {
         Ok(()) => {
-            // The client finished sending: let its outstanding GETs answer, then close.
+            // The client finished sending: let its outstanding requests answer, then close.
+            while let Some(reply) = pending.next().await {
+                if !queue_reply(&replies_tx, reply).await {
+                    break;
+                }
+            }
             drop(replies_tx);
             let _ = writer.await;
         }
@@ -117,33 +139,20 @@ pub async fn handle_connection(
     }
 }
 
-/// Runs `reply` in its own task (at most [`MAX_GETS_IN_FLIGHT`] per connection; the
-/// reader waits for a slot) and queues its answer for the writer.
-async fn answer_later(
-    in_flight: &Arc<Semaphore>,
-    replies: &mpsc::Sender<Bytes>,
-    reply: impl std::future::Future<Output = DhtMessage> + Send + 'static,
-) {
-    let Ok(permit) = in_flight.clone().acquire_owned().await else {
-        return;
-    };
-    let replies = replies.clone();
-    tokio::spawn(async move {
-        if let Ok(bytes) = reply.await.encode() {
-            let _ = replies.send(bytes).await;
-        }
-        drop(permit);
-    });
+/// Queues `reply` for the writer; false once the writer is gone.
+async fn queue_reply(replies: &mpsc::Sender<DhtMessage>, reply: DhtMessage) -> bool {
+    replies.send(reply).await.is_ok()
 }
 
-/// Writes replies as they come, flushing whenever no further reply is queued.
-async fn write_replies(mut socket: OwnedWriteHalf, mut replies: mpsc::Receiver<Bytes>) {
+/// Writes replies as they come, encoding each straight into the write buffer and
+/// flushing whenever no further reply is queued.
+async fn write_replies(mut socket: OwnedWriteHalf, mut replies: mpsc::Receiver<DhtMessage>) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while let Some(reply) = replies.recv().await {
-        buf.extend_from_slice(&reply);
+        encode_reply(&reply, &mut buf);
         while buf.len() < 64 * 1024 {
             match replies.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
+                Ok(more) => encode_reply(&more, &mut buf),
                 Err(_) => break,
             }
         }
@@ -153,4 +162,13 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut replies: mpsc::Receiver<B
         buf.clear();
     }
     let _ = socket.shutdown().await;
+}
+
+/// Appends `reply`'s frame to `buf`; a reply that cannot be encoded is logged and left out.
+fn encode_reply(reply: &DhtMessage, buf: &mut BytesMut) {
+    let len = buf.len();
+    if let Err(e) = reply.encode_into(buf) {
+        buf.truncate(len);
+        tracing::warn!(error = %e, "reply could not be encoded");
+    }
 }

@@ -22,6 +22,10 @@ const CONTACT_SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_se
 /// How often the state machine is told the Unix time (for signed records' expiry).
 const UNIX_TIME_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Most commands handled in one turn of the driver's loop before its outputs are drained
+/// and the other inputs get a look in.
+const COMMAND_BATCH: usize = 64;
+
 /// What finished outside the driver and must be fed back into it.
 enum Feedback {
     /// The outcome of one transmitted request.
@@ -95,6 +99,9 @@ impl Driver {
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut snapshot = tokio::time::interval(CONTACT_SNAPSHOT_EVERY);
         snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Created once: a fresh `cancelled()` per turn would register a waiter every time.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let deadline = self
                 .kad
@@ -106,11 +113,19 @@ impl Driver {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = &mut cancelled => break,
                 Some(feedback) = self.feedback_rx.recv() => self.on_feedback(feedback),
                 Some(request) = inbound.recv() => self.on_inbound(request),
                 command = commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        // Take the commands already queued in the same turn (API clients
+                        // send many at once): one pass through the loop for all of them.
+                        for _ in 1..COMMAND_BATCH {
+                            let Ok(command) = commands.try_recv() else { break };
+                            self.on_command(command);
+                        }
+                    }
                     None => break,
                 },
                 _ = &mut timer => self.kad.handle_timeout(now()),
