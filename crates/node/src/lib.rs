@@ -13,6 +13,7 @@
 //! - [`storage`]: records and contacts on disk (redb), group-committed.
 //! - [`testnet`]: many modules in one process.
 //! - [`client`]: a DHT API client (demo, benchmarks, tests).
+//! - [`fuzz_checks`]: what the config and hostkey fuzz targets check.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -20,6 +21,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod dht;
+pub mod fuzz_checks;
 pub mod gossip;
 pub mod identity;
 pub mod service;

@@ -1,5 +1,5 @@
 //! The properties the fuzz targets (`fuzz/fuzz_targets/`) check on every input, shared
-//! with the test that replays the committed corpus (`tests/fuzz_corpus.rs`).
+//! with the test that replays the committed corpus (`crates/node/tests/fuzz_corpus.rs`).
 //!
 //! Each check decodes arbitrary bytes. The decoder must return, never panic; when it
 //! accepts the bytes, re-encoding the message must give a frame that decodes to the same
