@@ -343,6 +343,10 @@ fn transport_config(config: &EndpointConfig) -> Result<quinn::TransportConfig, N
     let initial_rtt =
         (config.request_timeout / 10).clamp(Duration::from_millis(10), Duration::from_millis(333));
     let mut t = quinn::TransportConfig::default();
+    // No path-MTU discovery: peer messages are small, and its probes (padded datagrams of
+    // up to 1452 bytes, each parsed as a run of one-byte PADDING frames) cost a fifth of
+    // a connection's CPU (docs/benchmarks.md, "QUIC handshakes"). Datagrams stay at
+    // QUIC's 1200-byte minimum, which every path carries.
     t.max_concurrent_bidi_streams(MAX_REQUESTS_PER_CONNECTION.into())
         .max_concurrent_uni_streams(MAX_ONE_WAY_PER_CONNECTION.into())
         .max_idle_timeout(Some(idle))
@@ -352,7 +356,8 @@ fn transport_config(config: &EndpointConfig) -> Result<quinn::TransportConfig, N
         .receive_window(varint(conn_window))
         .send_window(conn_window)
         .datagram_receive_buffer_size(None)
-        .crypto_buffer_size(16 * 1024);
+        .crypto_buffer_size(16 * 1024)
+        .mtu_discovery_config(None);
     Ok(t)
 }
 
