@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use voidmesh_node::config::Config;
 use voidmesh_node::service::{DhtService, GossipService};
 
+/// jemalloc instead of glibc's malloc: with QUIC's many short-lived allocations spread
+/// over tokio's worker threads, glibc's malloc and free took a fifth of the CPU of busy
+/// nodes; jemalloc cut the CPU of W1 by 15 % (docs/benchmarks.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// voidmesh: a Kademlia DHT and a gossip module speaking the VoidPhone API over an
 /// authenticated QUIC overlay.
 #[derive(Parser)]
