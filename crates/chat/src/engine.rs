@@ -11,9 +11,10 @@ use crate::presence::{
 };
 use crate::room::{check_post, room_data_type, sign_post, ROOM_TYPES};
 use crate::session::{self, Caller};
+use crate::sessions::{Agreed, Session, Sessions};
 use crate::user::{Handle, UserKey};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -132,8 +133,7 @@ pub async fn start(parts: Parts, config: ChatConfig) -> Result<ChatUi, crate::Ch
         config,
         events: event_tx,
         done: done_tx,
-        sessions: HashMap::new(),
-        session_ids: HashMap::new(),
+        sessions: Sessions::default(),
         rooms: HashSet::new(),
         seen_posts: HashSet::new(),
         seen_order: VecDeque::new(),
@@ -146,15 +146,6 @@ pub async fn start(parts: Parts, config: ChatConfig) -> Result<ChatUi, crate::Ch
         commands: command_tx,
         events: event_rx,
     })
-}
-
-/// An open session.
-struct Session {
-    id: SessionId,
-    node: NodeId,
-    addr: SocketAddr,
-    /// Our last text counter.
-    sent: u64,
 }
 
 /// Results of the tasks the engine spawns.
@@ -171,6 +162,7 @@ enum Done {
     },
     Opened {
         handle: Handle,
+        id: SessionId,
         result: Result<Session, String>,
     },
     Sent {
@@ -203,8 +195,7 @@ struct Engine {
     config: ChatConfig,
     events: mpsc::Sender<Event>,
     done: mpsc::Sender<Done>,
-    sessions: HashMap<Handle, Session>,
-    session_ids: HashMap<SessionId, Handle>,
+    sessions: Sessions,
     rooms: HashSet<String>,
     seen_posts: HashSet<([u8; 32], u64)>,
     seen_order: VecDeque<([u8; 32], u64)>,
@@ -300,7 +291,7 @@ impl Engine {
         match command {
             Command::Find(handle) => self.look_up(handle, false),
             Command::Open(handle) => {
-                if self.sessions.contains_key(&handle) {
+                if self.sessions.is_open(&handle) {
                     self.emit(Event::Info(format!(
                         "a session with {handle} is open already"
                     )))
@@ -312,8 +303,7 @@ impl Engine {
             Command::Send { to, text } => self.send(to, text).await,
             Command::End(handle) => self.end(&handle).await,
             Command::Sessions => {
-                let mut sessions: Vec<Handle> = self.sessions.keys().cloned().collect();
-                sessions.sort();
+                let sessions = self.sessions.peers();
                 let mut rooms: Vec<String> = self.rooms.iter().cloned().collect();
                 rooms.sort();
                 self.emit(Event::Sessions { sessions, rooms }).await;
@@ -492,12 +482,11 @@ impl Engine {
     }
 
     async fn end(&mut self, handle: &Handle) {
-        let Some(session) = self.sessions.remove(handle) else {
+        let Some(session) = self.sessions.end(handle) else {
             self.emit(Event::Error(format!("no session with {handle}")))
                 .await;
             return;
         };
-        self.session_ids.remove(&session.id);
         let endpoint = self.endpoint.clone();
         let message = ChatMessage::SessionEnd {
             session: session.id,
@@ -600,17 +589,23 @@ impl Engine {
                     self.emit(Event::NotFound { handle, why }).await;
                 }
             },
-            Done::Opened { handle, result } => match result {
-                Ok(session) => {
-                    self.session_ids.insert(session.id, handle.clone());
-                    self.sessions.insert(handle.clone(), session);
-                    self.emit(Event::SessionOpened {
-                        peer: handle,
-                        by_peer: false,
-                    })
-                    .await;
+            Done::Opened { handle, id, result } => match result {
+                Ok(opened) => {
+                    self.sessions.withdraw(&id);
+                    let agreed =
+                        self.sessions
+                            .agreed(handle.clone(), opened.id, opened.node, opened.addr);
+                    // Joined: the peer opened one at the same moment, already shown.
+                    if agreed == Agreed::New {
+                        self.emit(Event::SessionOpened {
+                            peer: handle,
+                            by_peer: false,
+                        })
+                        .await;
+                    }
                 }
                 Err(reason) => {
+                    self.sessions.withdraw(&id);
                     self.emit(Event::Failed {
                         to: Target::User(handle),
                         seq: 0,
@@ -620,7 +615,7 @@ impl Engine {
                 }
             },
             Done::Sent { to, seq, result } => {
-                let id = self.sessions.get(&to).map(|s| s.id);
+                let id = self.sessions.current_id(&to);
                 let reference = id.map(|id| local_ref(&id, seq));
                 let target = Target::User(to.clone());
                 match result {
@@ -645,15 +640,12 @@ impl Engine {
                             reason,
                         })
                         .await;
-                        if gone {
-                            if let Some(session) = self.sessions.remove(&to) {
-                                self.session_ids.remove(&session.id);
-                                self.emit(Event::SessionEnded {
-                                    peer: to,
-                                    by_peer: true,
-                                })
-                                .await;
-                            }
+                        if gone && self.sessions.end(&to).is_some() {
+                            self.emit(Event::SessionEnded {
+                                peer: to,
+                                by_peer: true,
+                            })
+                            .await;
                         }
                     }
                 }
@@ -676,10 +668,11 @@ impl Engine {
     }
 
     /// Opens a session with a user just found, in a task.
-    fn open(&self, handle: Handle, found: Found) {
+    fn open(&mut self, handle: Handle, found: Found) {
         let id: SessionId = rand::random();
         let node = found.presence.node_id;
         let addr = found.presence.chat_addrs[0];
+        self.sessions.offer(handle.clone(), id, node, addr);
         let message = session::open(&self.caller(), id, found.public_key, &handle.name, &node);
         let endpoint = self.endpoint.clone();
         let done = self.done.clone();
@@ -718,7 +711,7 @@ impl Engine {
                         sent: 0,
                     }),
             };
-            let _ = done.send(Done::Opened { handle, result }).await;
+            let _ = done.send(Done::Opened { handle, id, result }).await;
         });
     }
 
@@ -748,24 +741,14 @@ impl Engine {
                 match session::check_open(&msg, &from, &self.caller()) {
                     Ok((peer, _key)) => {
                         reply.send(session::accept(&self.caller(), id, &from).encode());
-                        if let Some(old) = self.sessions.remove(&peer) {
-                            self.session_ids.remove(&old.id);
+                        // Joined: we opened one at the same moment; it is one session.
+                        if self.sessions.agreed(peer.clone(), id, from, addr) == Agreed::New {
+                            self.emit(Event::SessionOpened {
+                                peer,
+                                by_peer: true,
+                            })
+                            .await;
                         }
-                        self.session_ids.insert(id, peer.clone());
-                        self.sessions.insert(
-                            peer.clone(),
-                            Session {
-                                id,
-                                node: from,
-                                addr,
-                                sent: 0,
-                            },
-                        );
-                        self.emit(Event::SessionOpened {
-                            peer,
-                            by_peer: true,
-                        })
-                        .await;
                     }
                     Err((code, reason)) => {
                         info!(peer = %from, %reason, "session refused");
@@ -779,7 +762,7 @@ impl Engine {
                 sent_at_ms,
                 text,
             } => {
-                let Some(peer) = self.peer_of(&id, &from) else {
+                let Some(peer) = self.session_peer(&id, &from).await else {
                     reply.send(refuse(refusal::NO_SESSION, "no such session".into()));
                     return;
                 };
@@ -819,9 +802,8 @@ impl Engine {
                     }
                     .encode(),
                 );
-                if let Some(peer) = self.peer_of(&id, &from) {
-                    self.sessions.remove(&peer);
-                    self.session_ids.remove(&id);
+                if let Some(peer) = self.session_peer(&id, &from).await {
+                    self.sessions.end(&peer);
                     self.emit(Event::SessionEnded {
                         peer,
                         by_peer: true,
@@ -839,11 +821,22 @@ impl Engine {
         }
     }
 
-    /// The user of session `id`, if it is open and `from` is its node.
-    fn peer_of(&self, id: &SessionId, from: &NodeId) -> Option<Handle> {
-        let peer = self.session_ids.get(id)?;
-        let session = self.sessions.get(peer)?;
-        (session.node == *from).then(|| peer.clone())
+    /// The peer of session `id` if `from` may use it: an open session's id, or the id
+    /// of an open we sent that the peer evidently accepted (its acceptance may still be
+    /// on the way to us; the session opens now).
+    async fn session_peer(&mut self, id: &SessionId, from: &NodeId) -> Option<Handle> {
+        if let Some(peer) = self.sessions.peer_of(id, from) {
+            return Some(peer);
+        }
+        let (peer, agreed) = self.sessions.accepted_offer(id, from)?;
+        if agreed == Agreed::New {
+            self.emit(Event::SessionOpened {
+                peer: peer.clone(),
+                by_peer: false,
+            })
+            .await;
+        }
+        Some(peer)
     }
 
     async fn on_room_item(&mut self, item: Notification) {
@@ -887,7 +880,7 @@ impl Engine {
 
     /// Ends every session, replaces presence by a tombstone, reports [`Event::Stopped`].
     async fn quit(mut self) {
-        let ends = self.sessions.drain().map(|(_, session)| {
+        let ends = self.sessions.end_all().into_iter().map(|session| {
             let endpoint = self.endpoint.clone();
             let message = ChatMessage::SessionEnd {
                 session: session.id,

@@ -6,6 +6,7 @@
 //! - [`user`]: the user key, its short id and `name#id` handles.
 //! - [`presence`]: the signed presence record and the directory entry that leads to it.
 //! - [`session`]: the session handshake (user keys bound to node ids) and its checks.
+//! - [`sessions`]: the open sessions, one per peer, and the ids that name them.
 //! - [`room`]: signed room posts and the gossip data type of a room.
 //! - [`history`]: the SQLite history.
 //! - [`command`] / [`event`]: what the user asks for and what the engine reports.
@@ -24,6 +25,7 @@ pub mod plain;
 pub mod presence;
 pub mod room;
 pub mod session;
+pub mod sessions;
 pub mod tui;
 pub mod user;
 

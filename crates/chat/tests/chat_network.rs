@@ -579,3 +579,77 @@ async fn bad_session_messages_are_refused_or_disconnected() {
     quit(alice).await;
     stop(first).await;
 }
+
+/// Reads events until `pick` accepts one; fails if the session with anyone ends first.
+async fn next_while_open(ui: &mut ChatUi, pick: impl Fn(&Event) -> bool) -> Event {
+    let event = next(ui, |e| pick(e) || matches!(e, Event::SessionEnded { .. })).await;
+    assert!(
+        !matches!(event, Event::SessionEnded { .. }),
+        "the session ended: {event}"
+    );
+    event
+}
+
+/// `from` sends `text` in its open session with `to`: delivered, received, nothing ends.
+async fn line(from: &mut User, to: &mut User, text: String) {
+    let target = Target::User(to.handle.clone());
+    send(
+        from,
+        Command::Send {
+            to: target,
+            text: text.clone(),
+        },
+    )
+    .await;
+    let outcome = next_while_open(&mut from.ui, |e| {
+        matches!(e, Event::Delivered { .. } | Event::Failed { .. })
+    })
+    .await;
+    assert!(matches!(outcome, Event::Delivered { .. }), "{outcome}");
+    let got = next_while_open(&mut to.ui, |e| matches!(e, Event::Received { .. })).await;
+    assert!(
+        matches!(&got, Event::Received { text: t, .. } if *t == text),
+        "{got}"
+    );
+}
+
+/// Two users type `/chat` to each other at the same moment; five pairs, one after the
+/// other: each pair gets one conversation in which lines go both ways (before, one side
+/// could keep only the other's session id, and the first line failed with "no such
+/// session"; the acceptance of an open can also reach the opener after the peer's
+/// first line).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_opening_at_once_gives_one_working_session() {
+    let root = tempfile::tempdir().unwrap();
+    let first = start_node(&root.path().join("n0"), None).await;
+    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let mut users = Vec::new();
+    for pair in 1..=5 {
+        let dir = |name: &str| root.path().join(format!("{name}{pair}"));
+        let mut alice = start_user("alice", &dir("alice"), seed).await;
+        let mut bob = start_user("bob", &dir("bob"), seed).await;
+        tokio::join!(
+            send(&alice, Command::Open(bob.handle.clone())),
+            send(&bob, Command::Open(alice.handle.clone()))
+        );
+        for user in [&mut alice, &mut bob] {
+            let opened = next(&mut user.ui, |e| {
+                matches!(e, Event::SessionOpened { .. } | Event::Failed { .. })
+            })
+            .await;
+            assert!(matches!(opened, Event::SessionOpened { .. }), "{opened}");
+        }
+        line(&mut alice, &mut bob, format!("pair {pair}: alice to bob")).await;
+        line(&mut bob, &mut alice, format!("pair {pair}: bob to alice")).await;
+        line(&mut alice, &mut bob, format!("pair {pair}: alice again")).await;
+        users.extend([alice, bob]);
+    }
+    let mut quitting = tokio::task::JoinSet::new();
+    for user in users {
+        quitting.spawn(quit(user));
+    }
+    while let Some(done) = quitting.join_next().await {
+        done.unwrap();
+    }
+    stop(first).await;
+}
