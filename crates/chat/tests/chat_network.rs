@@ -35,9 +35,13 @@ fn config(
     }
     text.push_str(
         "[gossip]\np2p_address = 127.0.0.1:0\napi_address = 127.0.0.1:0\n\
-         pow_difficulty = 4\nsearch_cooldown = 300ms\nmin_connections = 1\n",
+         pow_difficulty = 4\nsearch_cooldown = 300ms\n",
     );
-    text.push_str(&format!("max_connections = {gossip_max}\n"));
+    // Two neighbours when allowed, so that a peer meets more than its bootstrapper.
+    let gossip_min = gossip_max.min(2);
+    text.push_str(&format!(
+        "min_connections = {gossip_min}\nmax_connections = {gossip_max}\n"
+    ));
     if let Some((_, gossip)) = bootstrap {
         text.push_str(&format!("bootstrapper = {gossip}\n"));
     }
@@ -652,4 +656,67 @@ async fn both_opening_at_once_gives_one_working_session() {
         done.unwrap();
     }
     stop(first).await;
+}
+
+/// bob leaves and comes back after the only configured bootstrapper is gone: the DHT
+/// rejoins through its remembered contacts and the gossip module through the gossip
+/// neighbours written down at the last session, so his room post still reaches alice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_peer_reaches_its_room_without_the_bootstrapper() {
+    let root = tempfile::tempdir().unwrap();
+    let first = start_node(&root.path().join("n0"), None).await;
+    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let mut alice = start_user("alice", &root.path().join("alice"), seed).await;
+    let bob_dir = root.path().join("bob");
+    let mut bob = start_user("bob", &bob_dir, seed).await;
+    for user in [&mut alice, &mut bob] {
+        send(user, Command::Join("lobby".into())).await;
+        next(&mut user.ui, |e| *e == Event::Joined("lobby".into())).await;
+    }
+    // bob finds alice, which makes her gossip module one of his neighbours.
+    send(&bob, Command::Find(alice.handle.clone())).await;
+    next(&mut bob.ui, |e| matches!(e, Event::Found { .. })).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = bob.peer.gossip().view().await.unwrap();
+        if view.iter().any(|c| c.id == alice.peer.node_id()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob never met alice: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    quit(bob).await;
+    stop(first).await;
+
+    let mut bob = start_user("bob", &bob_dir, seed).await;
+    send(&bob, Command::Join("lobby".into())).await;
+    next(&mut bob.ui, |e| *e == Event::Joined("lobby".into())).await;
+    let deadline = Instant::now() + WAIT;
+    while !bob
+        .peer
+        .gossip()
+        .view()
+        .await
+        .unwrap()
+        .iter()
+        .any(|c| c.id == alice.peer.node_id())
+    {
+        assert!(Instant::now() < deadline, "bob has no way back to alice");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(
+        &bob,
+        Command::Send {
+            to: Target::Room("lobby".into()),
+            text: "back again".into(),
+        },
+    )
+    .await;
+    let got = next(&mut alice.ui, |e| matches!(e, Event::RoomMessage { .. })).await;
+    assert!(
+        matches!(&got, Event::RoomMessage { from, text, .. } if *from == bob.handle && text == "back again"),
+        "{got}"
+    );
+    quit(alice).await;
+    quit(bob).await;
 }
