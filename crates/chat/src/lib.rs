@@ -9,7 +9,6 @@
 //! - [`sessions`]: the open sessions, one per peer, and the ids that name them.
 //! - [`room`]: signed room posts and the gossip data type of a room.
 //! - [`history`]: the SQLite history.
-//! - [`known_peers`]: the gossip neighbours remembered across sessions.
 //! - [`command`] / [`event`]: what the user asks for and what the engine reports.
 //! - [`engine`]: the running chat: sessions, rooms, presence upkeep.
 //! - [`peer`]: a whole peer in one process (DHT + gossip + chat), as `voidmesh chat` runs it.
@@ -21,7 +20,6 @@ pub mod command;
 pub mod engine;
 pub mod event;
 pub mod history;
-pub mod known_peers;
 pub mod peer;
 pub mod plain;
 pub mod presence;

@@ -4,13 +4,10 @@
 
 use crate::engine::{self, ChatConfig, ChatUi, Parts, CHAT_ALPN};
 use crate::history::History;
-use crate::known_peers;
 use crate::user::{check_name, Handle, UserKey};
 use crate::ChatError;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 use voidmesh_net::{Endpoint, EndpointConfig, Identity};
@@ -27,9 +24,6 @@ pub struct ChatPeer {
     gossip: GossipService,
     me: Handle,
     chat_addr: SocketAddr,
-    data_dir: PathBuf,
-    /// Writes the gossip neighbours down now and then ([`known_peers`]).
-    remembering: JoinHandle<()>,
 }
 
 impl ChatPeer {
@@ -64,22 +58,11 @@ impl ChatPeer {
         let dht = DhtService::start(identity, dht_config, Some(&config.data_dir))
             .await
             .map_err(|e| start_error(&e))?;
-        let gossip = GossipService::start(identity, gossip_config)
+        // With the data directory, rooms find the network again through the gossip
+        // neighbours of the last session when every configured bootstrapper is gone.
+        let gossip = GossipService::start(identity, gossip_config, Some(&config.data_dir))
             .await
             .map_err(|e| start_error(&e))?;
-        // Rooms need gossip neighbours even when every configured bootstrapper is gone.
-        let remembered = known_peers::load(&config.data_dir);
-        if !remembered.is_empty() {
-            info!(
-                peers = remembered.len(),
-                "trying the gossip peers of the last session"
-            );
-            let _ = gossip.handle().add_known_peers(remembered).await;
-        }
-        let remembering = tokio::spawn(known_peers::keep_saving(
-            config.data_dir.clone(),
-            gossip.handle(),
-        ));
         let chat_config = ChatConfig {
             republish: chat_section.presence_republish,
             presence_ttl: chat_section.presence_ttl,
@@ -141,8 +124,6 @@ impl ChatPeer {
                 gossip,
                 me,
                 chat_addr,
-                data_dir: config.data_dir.clone(),
-                remembering,
             },
             ui,
         ))
@@ -178,11 +159,8 @@ impl ChatPeer {
         self.gossip.handle()
     }
 
-    /// Stops the modules (call after the engine reported [`crate::Event::Stopped`]); the
-    /// gossip neighbours are written down first.
+    /// Stops the modules (call after the engine reported [`crate::Event::Stopped`]).
     pub async fn shutdown(self) {
-        self.remembering.abort();
-        known_peers::save_view(&self.data_dir, &self.gossip.handle()).await;
         self.gossip.shutdown().await;
         self.dht.shutdown().await;
     }

@@ -66,7 +66,7 @@ async fn start_node(dir: &Path, bootstrap: Option<(SocketAddr, SocketAddr)>) -> 
         dht: DhtService::start(&identity, config.require_dht().unwrap(), None)
             .await
             .unwrap(),
-        gossip: GossipService::start(&identity, config.require_gossip().unwrap())
+        gossip: GossipService::start(&identity, config.require_gossip().unwrap(), None)
             .await
             .unwrap(),
     }

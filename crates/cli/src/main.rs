@@ -155,7 +155,7 @@ fn run_modules(path: &std::path::Path, dht: bool, gossip: bool) -> Result<()> {
             None => None,
         };
         let gossip = match &gossip_config {
-            Some(c) => Some(GossipService::start(&identity, c).await?),
+            Some(c) => Some(GossipService::start(&identity, c, Some(&data_dir)).await?),
             None => None,
         };
         // Machine-readable lines, so scripts and tests learn the bound ports.

@@ -39,7 +39,7 @@ fn settings(bootstrap: Option<SocketAddr>, seed: u64) -> GossipConfig {
 async fn start_peers(n: usize, tweak: impl Fn(usize, &mut GossipConfig)) -> Vec<GossipService> {
     let mut first_config = settings(None, 0);
     tweak(0, &mut first_config);
-    let first = GossipService::start(&Identity::generate(), &first_config)
+    let first = GossipService::start(&Identity::generate(), &first_config, None)
         .await
         .unwrap();
     let seed = first.p2p_addr();
@@ -48,7 +48,7 @@ async fn start_peers(n: usize, tweak: impl Fn(usize, &mut GossipConfig)) -> Vec<
         let mut config = settings(Some(seed), i as u64);
         tweak(i, &mut config);
         peers.push(
-            GossipService::start(&Identity::generate(), &config)
+            GossipService::start(&Identity::generate(), &config, None)
                 .await
                 .unwrap(),
         );

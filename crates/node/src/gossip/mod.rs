@@ -2,6 +2,7 @@
 //! cloneable [`GossipHandle`] through which API connections (and the chat) use it.
 
 mod driver;
+pub mod known_peers;
 
 use bytes::Bytes;
 use std::net::SocketAddr;

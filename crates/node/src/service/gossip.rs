@@ -1,12 +1,14 @@
 //! A gossip module as `voidmesh gossip` runs it: overlay node, API server, and the job
-//! that offers the bootstrappers and known peers as neighbours.
+//! that offers the bootstrappers, known peers and the neighbours remembered from the last
+//! run ([`known_peers`]) as neighbours.
 
 use super::{bind_api, resolve_all};
 use crate::api;
 use crate::config::GossipConfig;
-use crate::gossip::{GossipHandle, GossipNode};
+use crate::gossip::{known_peers, GossipHandle, GossipNode};
 use crate::NodeError;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,16 +22,22 @@ pub struct GossipService {
     shutdown: CancellationToken,
     api_task: JoinHandle<()>,
     join_task: JoinHandle<()>,
+    /// With a data directory: where the neighbours are remembered, and the task that
+    /// writes them down now and then.
+    remembering: Option<(PathBuf, JoinHandle<()>)>,
 }
 
 impl GossipService {
-    /// Binds both addresses and starts serving; joining goes on in the background.
+    /// Binds both addresses and starts serving; joining goes on in the background. With
+    /// `data_dir`, the neighbours of the last run are offered too and the current ones
+    /// are remembered there; without, nothing is written.
     ///
     /// # Errors
     /// [`NodeError::Bind`] when an address cannot be bound.
     pub async fn start(
         identity: &Identity,
         config: &GossipConfig,
+        data_dir: Option<&Path>,
     ) -> Result<GossipService, NodeError> {
         let (listener, api_addr) = bind_api("gossip API", config.api_address).await?;
         let node = GossipNode::start(identity, config.p2p_address, config.gossip.clone()).map_err(
@@ -51,6 +59,20 @@ impl GossipService {
         ));
         let mut peers = config.bootstrappers.clone();
         peers.extend(config.known_peers.iter().cloned());
+        if let Some(dir) = data_dir {
+            let remembered = known_peers::load(dir);
+            if !remembered.is_empty() {
+                tracing::info!(
+                    peers = remembered.len(),
+                    "offering the gossip peers of the last run"
+                );
+            }
+            peers.extend(remembered.iter().map(SocketAddr::to_string));
+        }
+        let remembering = data_dir.map(|dir| {
+            let task = tokio::spawn(known_peers::keep_saving(dir.to_owned(), node.handle()));
+            (dir.to_owned(), task)
+        });
         let join_task = tokio::spawn(offer_peers(
             node.handle(),
             peers,
@@ -69,6 +91,7 @@ impl GossipService {
             shutdown,
             api_task,
             join_task,
+            remembering,
         })
     }
 
@@ -92,10 +115,15 @@ impl GossipService {
         self.node.node_id()
     }
 
-    /// Stops accepting clients, lets open connections end, stops the node.
+    /// Stops accepting clients, lets open connections end, writes the neighbours down
+    /// (with a data directory), stops the node.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.join_task.abort();
+        if let Some((dir, task)) = self.remembering {
+            task.abort();
+            known_peers::save_view(&dir, &self.node.handle()).await;
+        }
         let _ = self.api_task.await;
         self.node.shutdown().await;
     }

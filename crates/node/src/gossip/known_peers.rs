@@ -1,16 +1,18 @@
-//! The gossip neighbours of the last session, kept in `data_dir/gossip_peers` (one
-//! address per line), so that a restarted peer finds its rooms again through them when
-//! its configured bootstrappers are gone — as the DHT does with its remembered contacts.
+//! The gossip neighbours of the last run, kept in `data_dir/gossip_peers` (one address
+//! per line), so that a restarted module finds the network again through them when its
+//! configured bootstrappers are gone — as the DHT does with its remembered contacts.
+//! [`crate::service::GossipService`] loads them at start, offers them with the
+//! bootstrappers, and writes the current view every [`SAVE_EVERY`] and at shutdown.
 
+use crate::gossip::GossipHandle;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::{debug, warn};
-use voidmesh_node::gossip::GossipHandle;
 
 /// File name under the data directory.
 pub const FILE: &str = "gossip_peers";
-/// How often the running peer writes its current neighbours down.
+/// How often the running module writes its current neighbours down.
 pub const SAVE_EVERY: Duration = Duration::from_secs(30);
 /// Most addresses kept.
 const MAX_PEERS: usize = 64;
@@ -46,7 +48,7 @@ pub fn load(data_dir: &Path) -> Vec<SocketAddr> {
 }
 
 /// Writes `peers` down, replacing the file in one rename so a crash leaves the old or
-/// the new list, never half of one. An empty list leaves the file alone: a peer that
+/// the new list, never half of one. An empty list leaves the file alone: a module that
 /// lost its neighbours keeps the last ones it had.
 pub fn save(data_dir: &Path, peers: &[SocketAddr]) -> std::io::Result<()> {
     if peers.is_empty() {
