@@ -132,10 +132,16 @@ async fn send(user: &User, command: Command) {
     user.ui.commands.send(command).await.unwrap();
 }
 
-/// 18 nodes, each joining through the first.
-async fn network(root: &Path) -> (Vec<Node>, (SocketAddr, SocketAddr)) {
+/// One node that starts a network, and its (DHT, gossip) addresses to join through.
+async fn seed_node(root: &Path) -> (Node, (SocketAddr, SocketAddr)) {
     let first = start_node(&root.join("n0"), None).await;
     let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    (first, seed)
+}
+
+/// 18 nodes, each joining through the first.
+async fn network(root: &Path) -> (Vec<Node>, (SocketAddr, SocketAddr)) {
+    let (first, seed) = seed_node(root).await;
     let mut nodes = vec![first];
     for i in 1..18 {
         nodes.push(start_node(&root.join(format!("n{i}")), Some(seed)).await);
@@ -503,8 +509,7 @@ async fn bad_session_messages_are_refused_or_disconnected() {
     use voidmesh_proto::chat_msg::{refusal, ChatMessage};
 
     let root = tempfile::tempdir().unwrap();
-    let first = start_node(&root.path().join("n0"), None).await;
-    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let (first, seed) = seed_node(root.path()).await;
     let mut alice = start_user("alice", &root.path().join("alice"), seed).await;
     let alice_key = {
         let entry = first
@@ -625,8 +630,7 @@ async fn line(from: &mut User, to: &mut User, text: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn both_opening_at_once_gives_one_working_session() {
     let root = tempfile::tempdir().unwrap();
-    let first = start_node(&root.path().join("n0"), None).await;
-    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let (first, seed) = seed_node(root.path()).await;
     let mut users = Vec::new();
     for pair in 1..=5 {
         let dir = |name: &str| root.path().join(format!("{name}{pair}"));
@@ -664,8 +668,7 @@ async fn both_opening_at_once_gives_one_working_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_peer_reaches_its_room_without_the_bootstrapper() {
     let root = tempfile::tempdir().unwrap();
-    let first = start_node(&root.path().join("n0"), None).await;
-    let seed = (first.dht.p2p_addr(), first.gossip.p2p_addr());
+    let (first, seed) = seed_node(root.path()).await;
     let mut alice = start_user("alice", &root.path().join("alice"), seed).await;
     let bob_dir = root.path().join("bob");
     let mut bob = start_user("bob", &bob_dir, seed).await;
