@@ -252,19 +252,41 @@ impl Engine {
     /// Publishes the presence record (online, or a tombstone) and the directory entry
     /// in a task; the outcome comes back as [`Done::Published`].
     fn publish_presence(&mut self, online: bool) {
-        let Some(record) = self.presence_record(online) else {
+        let Some(publishing) = self.publishing(online) else {
             return;
         };
-        let dht = self.dht.clone();
         let done = self.done.clone();
-        let directory = directory_key(&self.me);
-        let entry = Bytes::copy_from_slice(&self.user.public_key());
-        let ttl = self.config.presence_ttl;
-        let replication = self.config.replication;
         tokio::spawn(async move {
-            let result = publish(&dht, record, directory, entry, ttl, replication).await;
+            let result = publishing.await;
             let _ = done.send(Done::Published { result }).await;
         });
+    }
+
+    /// The work of publishing a freshly signed presence record (online, or a tombstone)
+    /// and the directory entry; `Ok(true)` once a remote node holds the entry.
+    fn publishing(
+        &mut self,
+        online: bool,
+    ) -> Option<impl std::future::Future<Output = Result<bool, String>> + Send + 'static> {
+        let record = self.presence_record(online)?;
+        let dht = self.dht.clone();
+        let directory = directory_key(&self.me);
+        let entry = Bytes::copy_from_slice(&self.user.public_key());
+        let (ttl, replication) = (self.config.presence_ttl, self.config.replication);
+        Some(async move { publish(&dht, record, directory, entry, ttl, replication).await })
+    }
+
+    /// Tells the peer of `session` that it ended; best effort, the answer does not matter.
+    fn say_end(&self, session: &Session) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let endpoint = self.endpoint.clone();
+        let (addr, node) = (session.addr, session.node);
+        let message = ChatMessage::SessionEnd {
+            session: session.id,
+        }
+        .encode();
+        async move {
+            let _ = endpoint.request(addr, Some(node), message).await;
+        }
     }
 
     /// A freshly signed presence record with a sequence number above every earlier one
@@ -487,17 +509,7 @@ impl Engine {
                 .await;
             return;
         };
-        let endpoint = self.endpoint.clone();
-        let message = ChatMessage::SessionEnd {
-            session: session.id,
-        }
-        .encode();
-        tokio::spawn(async move {
-            // Best effort: the session is over here whatever the peer answers.
-            let _ = endpoint
-                .request(session.addr, Some(session.node), message)
-                .await;
-        });
+        tokio::spawn(self.say_end(&session));
         self.emit(Event::SessionEnded {
             peer: handle.clone(),
             by_peer: false,
@@ -880,35 +892,15 @@ impl Engine {
 
     /// Ends every session, replaces presence by a tombstone, reports [`Event::Stopped`].
     async fn quit(mut self) {
-        let ends = self.sessions.end_all().into_iter().map(|session| {
-            let endpoint = self.endpoint.clone();
-            let message = ChatMessage::SessionEnd {
-                session: session.id,
-            }
-            .encode();
-            async move {
-                let _ = endpoint
-                    .request(session.addr, Some(session.node), message)
-                    .await;
-            }
-        });
-        let ends = futures_join(ends.collect());
-        let _ = tokio::time::timeout(self.config.request_timeout, ends).await;
-        if let Some(tombstone) = self.presence_record(false) {
-            // The directory entry goes out again too, so that a finder reaches the
-            // tombstone even if the entry never left this node.
-            let outcome = tokio::time::timeout(
-                Duration::from_secs(10),
-                publish(
-                    &self.dht,
-                    tombstone,
-                    directory_key(&self.me),
-                    Bytes::copy_from_slice(&self.user.public_key()),
-                    self.config.presence_ttl,
-                    self.config.replication,
-                ),
-            )
-            .await;
+        let mut ends = tokio::task::JoinSet::new();
+        for session in self.sessions.end_all() {
+            ends.spawn(self.say_end(&session));
+        }
+        let _ = tokio::time::timeout(self.config.request_timeout, ends.join_all()).await;
+        // The directory entry goes out again with the tombstone, so that a finder reaches
+        // the tombstone even if the entry never left this node.
+        if let Some(withdrawing) = self.publishing(false) {
+            let outcome = tokio::time::timeout(Duration::from_secs(10), withdrawing).await;
             match outcome {
                 Ok(Ok(replicated)) => info!(replicated, "presence withdrawn"),
                 Ok(Err(e)) => warn!(error = %e, "presence not withdrawn"),
@@ -920,22 +912,9 @@ impl Engine {
     }
 }
 
-/// Runs futures side by side until all are done.
-async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 'static>) {
-    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-    for handle in handles {
-        let _ = handle.await;
-    }
-}
-
 /// The history reference of a sent text.
 fn local_ref(session: &SessionId, seq: u64) -> String {
-    let mut out = String::with_capacity(40);
-    for b in session {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out.push_str(&format!("/{seq}"));
-    out
+    format!("{}/{seq}", hex::encode(session))
 }
 
 /// Stores the presence record and the directory entry; `Ok(true)` once a remote node

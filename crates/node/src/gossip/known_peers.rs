@@ -64,16 +64,17 @@ pub fn save(data_dir: &Path, peers: &[SocketAddr]) -> std::io::Result<()> {
     std::fs::rename(tmp, path(data_dir))
 }
 
-/// Writes the current neighbours of `gossip` down now.
-pub async fn save_view(data_dir: &Path, gossip: &GossipHandle) {
+/// Writes the current neighbours of `gossip` down now; false if the module has stopped.
+pub async fn save_view(data_dir: &Path, gossip: &GossipHandle) -> bool {
     let Ok(view) = gossip.view().await else {
-        return;
+        return false;
     };
     let peers: Vec<SocketAddr> = view.into_iter().map(|c| c.addr).collect();
     match save(data_dir, &peers) {
         Ok(()) => debug!(peers = peers.len(), "gossip peers remembered"),
         Err(e) => warn!(error = %e, "gossip peers not remembered"),
     }
+    true
 }
 
 /// Writes the neighbours down every [`SAVE_EVERY`] until the gossip module stops.
@@ -82,10 +83,9 @@ pub async fn keep_saving(data_dir: PathBuf, gossip: GossipHandle) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        if gossip.view().await.is_err() {
+        if !save_view(&data_dir, &gossip).await {
             return;
         }
-        save_view(&data_dir, &gossip).await;
     }
 }
 

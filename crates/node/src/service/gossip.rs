@@ -122,7 +122,7 @@ impl GossipService {
         self.join_task.abort();
         if let Some((dir, task)) = self.remembering {
             task.abort();
-            known_peers::save_view(&dir, &self.node.handle()).await;
+            let _ = known_peers::save_view(&dir, &self.node.handle()).await;
         }
         let _ = self.api_task.await;
         self.node.shutdown().await;
