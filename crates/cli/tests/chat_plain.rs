@@ -1,7 +1,9 @@
 //! The real binary as a user drives it: two `voidmesh chat --plain` processes, one typing
 //! into the other's presence, over loopback.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -30,14 +32,7 @@ impl ChatProcess {
             .spawn()
             .expect("voidmesh starts");
         let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::lines_of(stdout);
         let stdin = child.stdin.take();
         ChatProcess {
             child,

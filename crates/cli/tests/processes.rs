@@ -1,6 +1,8 @@
 //! The real binary as separate processes: `voidmesh dht -c ...` joined through one
 //! bootstrapper, storing and finding values across processes.
 
+mod common;
+
 use bytes::Bytes;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -78,14 +80,7 @@ fn start_dht(config: &Path) -> DhtProcess {
         .spawn()
         .expect("voidmesh starts");
     let stderr = child.stderr.take().unwrap();
-    let (log_tx, log) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if log_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let log = common::lines_of(stderr);
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
