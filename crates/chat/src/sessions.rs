@@ -11,7 +11,7 @@
 //! may accept it and send a text before the acceptance reaches us.
 
 use crate::user::Handle;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use voidmesh_proto::chat_msg::SessionId;
 use voidmesh_proto::NodeId;
@@ -38,13 +38,24 @@ pub enum Agreed {
     Joined,
 }
 
+/// Most ids one session keeps valid: the peer may open again and again, and each open
+/// would otherwise add an id for good.
+pub const MAX_IDS_PER_SESSION: usize = 4;
+
 /// Open sessions by peer, and the ids that name them.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    by_peer: HashMap<Handle, Session>,
+    by_peer: HashMap<Handle, Open>,
     ids: HashMap<SessionId, Handle>,
     /// Opens we sent and have no answer to yet.
     offered: HashMap<SessionId, Offer>,
+}
+
+/// An open session and the ids that name it, oldest first.
+#[derive(Debug)]
+struct Open {
+    session: Session,
+    ids: VecDeque<SessionId>,
 }
 
 /// A SESSION OPEN we sent.
@@ -58,7 +69,8 @@ struct Offer {
 impl Sessions {
     /// Records that `peer` and we agreed to session `id` (we opened it and the peer
     /// accepted, or the peer opened it and we accepted). Our texts carry `id` from now on;
-    /// ids agreed before with the same node stay valid until the session ends.
+    /// the last [`MAX_IDS_PER_SESSION`] ids agreed with the same node stay valid until the
+    /// session ends.
     pub fn agreed(
         &mut self,
         peer: Handle,
@@ -67,23 +79,34 @@ impl Sessions {
         addr: SocketAddr,
     ) -> Agreed {
         let outcome = match self.by_peer.get_mut(&peer) {
-            Some(open) if open.node == node => {
-                open.id = id;
-                open.addr = addr;
+            Some(open) if open.session.node == node => {
+                open.session.id = id;
+                open.session.addr = addr;
+                if !open.ids.contains(&id) {
+                    open.ids.push_back(id);
+                }
+                if open.ids.len() > MAX_IDS_PER_SESSION {
+                    if let Some(oldest) = open.ids.pop_front() {
+                        self.ids.remove(&oldest);
+                    }
+                }
                 Agreed::Joined
             }
             _ => {
-                // Ids bound to another node of this user can never match again.
-                self.ids.retain(|_, p| *p != peer);
-                self.by_peer.insert(
-                    peer.clone(),
-                    Session {
-                        id,
-                        node,
-                        addr,
-                        sent: 0,
-                    },
-                );
+                let session = Session {
+                    id,
+                    node,
+                    addr,
+                    sent: 0,
+                };
+                let open = Open {
+                    session,
+                    ids: VecDeque::from([id]),
+                };
+                // A session with another node of this user: its ids can never match again.
+                if let Some(old) = self.by_peer.insert(peer.clone(), open) {
+                    self.forget(&old);
+                }
                 Agreed::New
             }
         };
@@ -117,18 +140,18 @@ impl Sessions {
     /// The peer of session `id`, if that session is open and `from` is its node.
     pub fn peer_of(&self, id: &SessionId, from: &NodeId) -> Option<Handle> {
         let peer = self.ids.get(id)?;
-        let session = self.by_peer.get(peer)?;
-        (session.node == *from).then(|| peer.clone())
+        let open = self.by_peer.get(peer)?;
+        (open.session.node == *from).then(|| peer.clone())
     }
 
     /// The open session with `peer`.
     pub fn get_mut(&mut self, peer: &Handle) -> Option<&mut Session> {
-        self.by_peer.get_mut(peer)
+        self.by_peer.get_mut(peer).map(|open| &mut open.session)
     }
 
     /// The id our texts to `peer` carry, if a session is open.
     pub fn current_id(&self, peer: &Handle) -> Option<SessionId> {
-        self.by_peer.get(peer).map(|s| s.id)
+        self.by_peer.get(peer).map(|open| open.session.id)
     }
 
     /// Whether a session with `peer` is open.
@@ -145,16 +168,23 @@ impl Sessions {
 
     /// Ends the session with `peer`: none of its ids is valid any more.
     pub fn end(&mut self, peer: &Handle) -> Option<Session> {
-        let session = self.by_peer.remove(peer)?;
-        self.ids.retain(|_, p| p != peer);
-        Some(session)
+        let open = self.by_peer.remove(peer)?;
+        self.forget(&open);
+        Some(open.session)
+    }
+
+    /// Drops the ids of a session that is over.
+    fn forget(&mut self, open: &Open) {
+        for id in &open.ids {
+            self.ids.remove(id);
+        }
     }
 
     /// Ends every session, returning them.
     pub fn end_all(&mut self) -> Vec<Session> {
         self.ids.clear();
         self.offered.clear();
-        self.by_peer.drain().map(|(_, s)| s).collect()
+        self.by_peer.drain().map(|(_, open)| open.session).collect()
     }
 }
 
@@ -188,6 +218,21 @@ mod tests {
             assert_eq!(table.current_id(&bob()), Some(second));
             assert_eq!(table.peers(), vec![bob()]);
         }
+    }
+
+    /// A peer that opens again and again does not make the table grow.
+    #[test]
+    fn a_session_keeps_only_its_latest_ids() {
+        let mut table = Sessions::default();
+        for n in 0..100u8 {
+            table.agreed(bob(), [n; 16], BOB_NODE, addr());
+        }
+        assert_eq!(table.ids.len(), MAX_IDS_PER_SESSION);
+        assert_eq!(table.peer_of(&[99; 16], &BOB_NODE), Some(bob()));
+        assert_eq!(table.peer_of(&[96; 16], &BOB_NODE), Some(bob()));
+        assert_eq!(table.peer_of(&[95; 16], &BOB_NODE), None);
+        table.end(&bob());
+        assert!(table.ids.is_empty());
     }
 
     #[test]
