@@ -75,7 +75,7 @@ pub mod timers;
 pub(crate) mod test_support;
 
 pub use kademlia::{Kademlia, SignedRejection};
-pub use store::{Record, StoreOutcome};
+pub use store::{Record, Removal, StoreChange, StoreOutcome};
 pub use voidmesh_proto::{SignedRecord, SignedRecordError};
 
 use bytes::Bytes;
@@ -223,7 +223,9 @@ pub enum Event {
         key: Key,
         /// How many remote nodes confirmed they hold the record.
         stored_remote: usize,
-        /// Whether this node keeps a copy too (it is among the closest).
+        /// Whether this node's own copy counts as one of the `replication` holders (it is
+        /// among the closest, or knew no other node). The publisher keeps a copy either
+        /// way, for read-your-writes.
         stored_local: bool,
     },
     /// A [`Kademlia::find_node`] finished.

@@ -24,10 +24,14 @@
 //!
 //! Expiries and republish times sit in ordered sets, so the next deadline is found in
 //! O(log n) and no timer ever scans every record.
+//!
+//! Every change to what is held is also written to a journal of [`StoreChange`]s, which
+//! the owner drains ([`RecordStore::take_change`]) to keep a durable copy or a read path
+//! in step: the store decides, copies follow.
 
 use crate::timers::after;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use voidmesh_proto::signed::SIGNED_RECORD_FIXED_LEN;
 use voidmesh_proto::{Key, SignedRecord, Version};
@@ -61,6 +65,35 @@ struct Held {
     signed: Option<SignedRecord>,
     /// When it is next republished; its entry in [`RecordStore::republish`].
     republish_at: Instant,
+}
+
+/// One change to what the store holds, in the order it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChange {
+    /// `key` now holds a record that differs from before: new, a newer version, or the
+    /// same record with a later expiry or the publisher flag set. Read it back (e.g.
+    /// [`RecordStore::peek`]) for its current form.
+    Held(Key),
+    /// `key` holds nothing any more.
+    Removed(Key, Removal),
+}
+
+impl StoreChange {
+    /// The key the change is about.
+    pub fn key(&self) -> Key {
+        match self {
+            StoreChange::Held(key) | StoreChange::Removed(key, _) => *key,
+        }
+    }
+}
+
+/// Why a record left the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its expiry passed.
+    Expired,
+    /// It was evicted to make room for a record expiring later.
+    Evicted,
 }
 
 /// What happened to a record offered to the store.
@@ -110,6 +143,8 @@ pub struct RecordStore {
     bytes: usize,
     /// Time between republishes of one record.
     republish_interval: Duration,
+    /// Changes not yet taken by the owner, oldest first.
+    changes: VecDeque<StoreChange>,
 }
 
 /// How a newcomer compares with the record held under its key.
@@ -134,6 +169,7 @@ impl RecordStore {
             max_bytes: usize::MAX,
             bytes: 0,
             republish_interval,
+            changes: VecDeque::new(),
         }
     }
 
@@ -185,8 +221,17 @@ impl RecordStore {
         let expired = self.records.get(key)?.record.expires <= now;
         if expired {
             self.remove(key);
+            self.changes
+                .push_back(StoreChange::Removed(*key, Removal::Expired));
             return None;
         }
+        self.records
+            .get(key)
+            .map(|h| (&h.record, h.signed.as_ref()))
+    }
+
+    /// The record under `key` with its signed form, expired or not (nothing is dropped).
+    pub fn held(&self, key: &Key) -> Option<(&Record, Option<&SignedRecord>)> {
         self.records
             .get(key)
             .map(|h| (&h.record, h.signed.as_ref()))
@@ -270,8 +315,12 @@ impl RecordStore {
                 };
                 let old_expiry = held.record.expires;
                 let old_republish = held.republish_at;
+                let old_publisher = held.record.publisher;
                 held.record.expires = held.record.expires.max(record.expires);
                 held.record.publisher |= record.publisher;
+                if held.record.expires != old_expiry || held.record.publisher != old_publisher {
+                    self.changes.push_back(StoreChange::Held(key));
+                }
                 if from_peer && !held.record.publisher {
                     held.republish_at = republish_at;
                 }
@@ -304,6 +353,7 @@ impl RecordStore {
                         republish_at,
                     },
                 );
+                self.changes.push_back(StoreChange::Held(key));
                 StoreOutcome::Stored
             }
         }
@@ -343,6 +393,8 @@ impl RecordStore {
         for victim in victims {
             tracing::warn!(evicted = ?victim, for_key = ?key, "record store full; evicted the record expiring soonest");
             self.remove(&victim);
+            self.changes
+                .push_back(StoreChange::Removed(victim, Removal::Evicted));
         }
         true
     }
@@ -363,9 +415,16 @@ impl RecordStore {
                 break;
             }
             self.remove(&key);
+            self.changes
+                .push_back(StoreChange::Removed(key, Removal::Expired));
             dropped += 1;
         }
         dropped
+    }
+
+    /// The oldest change not taken yet (see [`StoreChange`]).
+    pub fn take_change(&mut self) -> Option<StoreChange> {
+        self.changes.pop_front()
     }
 
     /// When the next record expires.

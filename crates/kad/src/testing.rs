@@ -650,7 +650,7 @@ impl Network {
                 let value: Vec<u8> = (0..32).map(|_| self.adversary_rng.gen()).collect();
                 Some(KadMessage::FoundValue {
                     value: Bytes::from(value),
-                    ttl_secs: 3600,
+                    ttl_ms: 3_600_000,
                     version: Version(u64::MAX),
                 })
             }

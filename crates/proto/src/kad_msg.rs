@@ -5,14 +5,14 @@
 //! Header: `size u32 | type u16` (see [`crate::frame`]). Bodies:
 //! ```text
 //! PING             660  (empty)
-//! STORE            661  ttl u32 | replication u8 | reserved u8 | version u64 | key [32] | value
+//! STORE            661  ttl_ms u32 | replication u8 | reserved u8 | version u64 | key [32] | value
 //! FIND_NODE        662  target [32]
 //! FIND_VALUE       663  key [32]
 //! STORE_SIGNED     664  replication u8 | reserved u8 | signed record
 //! PONG             670  (empty)
 //! STORE_REPLY      671  key [32] | status u8 (0 = stored, 1 = refused)
 //! FIND_NODE_REPLY  672  count u8 | count × contact
-//! FIND_VALUE_REPLY 673  found u8 = 1 | ttl u32 | version u64 | value
+//! FIND_VALUE_REPLY 673  found u8 = 1 | ttl_ms u32 | version u64 | value
 //!                       found u8 = 0 | count u8 | count × contact
 //! FOUND_SIGNED     674  signed record
 //! ERROR            680  code u16 | message (UTF-8)
@@ -111,8 +111,8 @@ pub enum KadMessage {
         key: Key,
         /// The value, at most [`MAX_VALUE_LEN`] bytes.
         value: Bytes,
-        /// Seconds the record has left to live.
-        ttl_secs: u32,
+        /// Milliseconds the record has left to live (rounded up by the sender).
+        ttl_ms: u32,
         /// Replication the client asked for; holders use it when they republish.
         replication: u8,
         /// The record's version; a holder keeps the newest.
@@ -153,8 +153,8 @@ pub enum KadMessage {
     FoundValue {
         /// The value.
         value: Bytes,
-        /// Seconds it has left to live.
-        ttl_secs: u32,
+        /// Milliseconds it has left to live (rounded up by the sender).
+        ttl_ms: u32,
         /// Its version.
         version: Version,
     },
@@ -218,7 +218,7 @@ impl KadMessage {
             PING => KadMessage::Ping,
             PONG => KadMessage::Pong,
             STORE => {
-                let ttl_secs = r.u32("ttl")?;
+                let ttl_ms = r.u32("ttl")?;
                 let replication = r.u8("replication")?;
                 let _reserved = r.u8("reserved")?;
                 let version = Version(r.u64("version")?);
@@ -230,7 +230,7 @@ impl KadMessage {
                 KadMessage::Store {
                     key,
                     value,
-                    ttl_secs,
+                    ttl_ms,
                     replication,
                     version,
                 }
@@ -264,7 +264,7 @@ impl KadMessage {
             },
             FIND_VALUE_REPLY => match r.u8("found")? {
                 1 => {
-                    let ttl_secs = r.u32("ttl")?;
+                    let ttl_ms = r.u32("ttl")?;
                     let version = Version(r.u64("version")?);
                     let value = r.rest();
                     if value.len() > MAX_VALUE_LEN {
@@ -272,7 +272,7 @@ impl KadMessage {
                     }
                     KadMessage::FoundValue {
                         value,
-                        ttl_secs,
+                        ttl_ms,
                         version,
                     }
                 }
@@ -302,12 +302,12 @@ impl KadMessage {
             KadMessage::Store {
                 key,
                 value,
-                ttl_secs,
+                ttl_ms,
                 replication,
                 version,
             } => {
                 body.reserve(46 + value.len());
-                body.put_u32(*ttl_secs);
+                body.put_u32(*ttl_ms);
                 body.put_u8(*replication);
                 body.put_u8(0);
                 body.put_u64(version.0);
@@ -333,12 +333,12 @@ impl KadMessage {
             KadMessage::FindNodeReply { contacts } => write_contacts(&mut body, contacts),
             KadMessage::FoundValue {
                 value,
-                ttl_secs,
+                ttl_ms,
                 version,
             } => {
                 body.reserve(13 + value.len());
                 body.put_u8(1);
-                body.put_u32(*ttl_secs);
+                body.put_u32(*ttl_ms);
                 body.put_u64(version.0);
                 body.put_slice(value);
             }
@@ -445,11 +445,11 @@ mod tests {
                 any::<u8>(),
                 any::<u64>()
             )
-                .prop_map(|(key, value, ttl_secs, replication, v)| {
+                .prop_map(|(key, value, ttl_ms, replication, v)| {
                     KadMessage::Store {
                         key,
                         value,
-                        ttl_secs,
+                        ttl_ms,
                         replication,
                         version: Version(v),
                     }
@@ -461,10 +461,10 @@ mod tests {
             contacts
                 .clone()
                 .prop_map(|contacts| KadMessage::FindNodeReply { contacts }),
-            (value, any::<u32>(), any::<u64>()).prop_map(|(value, ttl_secs, v)| {
+            (value, any::<u32>(), any::<u64>()).prop_map(|(value, ttl_ms, v)| {
                 KadMessage::FoundValue {
                     value,
-                    ttl_secs,
+                    ttl_ms,
                     version: Version(v),
                 }
             }),
@@ -551,7 +551,7 @@ mod tests {
         let msg = KadMessage::Store {
             key: Key::default(),
             value: Bytes::from(vec![0; MAX_VALUE_LEN + 1]),
-            ttl_secs: 1,
+            ttl_ms: 1,
             replication: 1,
             version: Version(1),
         };

@@ -94,7 +94,7 @@ pub fn answer(
                 let value: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
                 Answer::Reply(KadMessage::FoundValue {
                     value: Bytes::from(value),
-                    ttl_secs: 3600,
+                    ttl_ms: 3_600_000,
                     version: Version(u64::MAX),
                 })
             } else {

@@ -22,7 +22,6 @@ use bytes::Bytes;
 use query::{Expect, FindPurpose, Found, GetJob, Purpose, PutJob, Query, QueryKind, Request};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serve::remaining_secs;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use voidmesh_proto::{Contact, KadMessage, Key, NodeId, SignedRecord, Version};
@@ -36,9 +35,12 @@ use voidmesh_proto::{Contact, KadMessage, Key, NodeId, SignedRecord, Version};
 ///   one of our [`Transmit`]s), [`handle_timeout`](Self::handle_timeout).
 /// - (C) commands: `bootstrap`, `add_contact`, `get`, `get_signed`, `put`, `put_signed`,
 ///   `find_node`, `set_unix_time`, `restore_record`, `restore_signed`.
-/// - (D) outputs: after every (B) or (C) call, drain [`poll_transmit`](Self::poll_transmit)
-///   and [`poll_event`](Self::poll_event) until `None`, then sleep until
-///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`.
+/// - (D) outputs: after every (B) or (C) call, drain [`poll_transmit`](Self::poll_transmit),
+///   [`poll_event`](Self::poll_event) and [`poll_store_change`](Self::poll_store_change)
+///   until `None`, then sleep until [`poll_timeout`](Self::poll_timeout) and call
+///   `handle_timeout`. The store changes say what a durable copy (or a read path) must
+///   write or delete so that it holds exactly what the state machine holds; a driver
+///   without one still drains them, since they queue until taken.
 ///
 /// `now` must never go backwards. A `handle_timeout` before the deadline does nothing.
 ///
@@ -179,6 +181,12 @@ impl Kademlia {
         self.store.peek(now, key).map(|(r, _)| r.value.clone())
     }
 
+    /// The record held under `key` with its signed form, if it has one, expired or not:
+    /// what a [`StoreChange::Held`](crate::StoreChange::Held) refers to.
+    pub fn held(&self, key: &Key) -> Option<(&Record, Option<&SignedRecord>)> {
+        self.store.held(key)
+    }
+
     /// The Unix time (seconds) at `now`, extrapolated from the last
     /// [`set_unix_time`](Self::set_unix_time); `None` before the first.
     pub fn unix_time(&self, now: Instant) -> Option<u64> {
@@ -312,6 +320,10 @@ impl Kademlia {
     ) -> Result<QueryId, SignedRejection> {
         let key = record.key();
         let local = self.check_signed(now, &key, &record, replication, true)?;
+        let outcome = self
+            .store
+            .put_signed(now, record.clone(), local.clone(), false);
+        tracing::trace!(?key, ?outcome, "own PUT SIGNED kept locally");
         let job = PutJob {
             key,
             record: local,
@@ -325,8 +337,10 @@ impl Kademlia {
     /// Starts a PUT: a lookup of the closest nodes, then STORE on the `replication`
     /// closest (clamped to [1, max_replication]); `ttl` is clamped to `max_ttl`.
     ///
-    /// If this node is itself among the `replication` closest to `key`, or it knows no
-    /// other node at all, it keeps a copy (and republishes it as the original publisher).
+    /// This node keeps a copy from this call on, as the record's publisher (it republishes
+    /// it with a fresh lookup), so a GET here sees the write at once (read-your-writes);
+    /// the copy counts as one of the `replication` holders only if this node is among the
+    /// `replication` closest to `key`, or it knows no other node at all.
     /// If `query_timeout` passes during the lookup, the STOREs go to the closest nodes found
     /// so far; each STORE is bounded by `request_timeout`. [`Event::PutFinished`] follows
     /// exactly once, when every STORE has an outcome.
@@ -346,6 +360,8 @@ impl Kademlia {
             replication: self.clamp_replication(replication),
             publisher: true,
         };
+        let outcome = self.store.put(now, key, record.clone(), false);
+        tracing::trace!(?key, ?outcome, "own PUT kept locally");
         let job = PutJob {
             key,
             record,
@@ -479,6 +495,12 @@ impl Kademlia {
         self.events.pop_front()
     }
 
+    /// The next change to the records held, oldest first (see the calling convention).
+    #[must_use]
+    pub fn poll_store_change(&mut self) -> Option<crate::StoreChange> {
+        self.store.take_change()
+    }
+
     /// When `handle_timeout` should next be called: the earliest of the request and
     /// query deadlines and the periodic timers. O(log n) in pending requests and records.
     #[must_use]
@@ -549,7 +571,7 @@ impl Kademlia {
                 None => Found::Plain {
                     value: record.value.clone(),
                     version: record.version,
-                    ttl_secs: remaining_secs(now, record.expires),
+                    expires: record.expires,
                 },
             };
             (found, record.replication)

@@ -7,7 +7,7 @@
 use super::query::{
     FindPurpose, Found, GetJob, Purpose, PutJob, Query, QueryKind, Request, Storing,
 };
-use super::serve::remaining_secs;
+use super::serve::remaining_ms;
 use super::Kademlia;
 use crate::lookup::{DisjointLookup, Step};
 use crate::store::Record;
@@ -55,7 +55,7 @@ impl Kademlia {
                 Purpose::Lookup(id),
                 KadMessage::FoundValue {
                     value,
-                    ttl_secs,
+                    ttl_ms,
                     version,
                 },
             ) => {
@@ -65,10 +65,11 @@ impl Kademlia {
                     return false;
                 }
                 self.heard_from(now, req.to);
+                let ttl = Duration::from_millis(u64::from(ttl_ms)).min(self.config.max_ttl);
                 let found = Found::Plain {
                     value,
                     version,
-                    ttl_secs,
+                    expires: after(now, ttl),
                 };
                 self.found(now, id, req.to, found);
             }
@@ -351,16 +352,17 @@ impl Kademlia {
             Found::Plain {
                 value,
                 version,
-                ttl_secs,
+                expires,
             } => {
-                if *ttl_secs == 0 {
+                let ttl_ms = remaining_ms(now, *expires);
+                if ttl_ms == 0 {
                     return;
                 }
                 if local_stale {
                     let record = Record {
                         value: value.clone(),
                         version: *version,
-                        expires: after(now, Duration::from_secs(u64::from(*ttl_secs))),
+                        expires: *expires,
                         replication,
                         publisher: false,
                     };
@@ -370,7 +372,7 @@ impl Kademlia {
                 KadMessage::Store {
                     key,
                     value: value.clone(),
-                    ttl_secs: *ttl_secs,
+                    ttl_ms,
                     replication,
                     version: *version,
                 }
@@ -454,7 +456,9 @@ impl Kademlia {
     }
 
     /// PUT phase two: STORE on the `replication` closest of the nodes that answered plus
-    /// this node; keep a local copy if this node is among them or nobody answered.
+    /// this node (which counts as one if it is among them or nobody answered). The local
+    /// copy was kept when the PUT started; it is offered again here (a no-op unless it
+    /// was evicted or replaced meanwhile).
     fn start_storing(&mut self, now: Instant, id: QueryId, job: PutJob, closest: &[Contact]) {
         let key = job.key;
         let replication = usize::from(job.record.replication);
@@ -463,10 +467,10 @@ impl Kademlia {
             .iter()
             .take_while(|c| key.distance(&c.id) < local_distance)
             .count();
-        let keep_local = nearer_than_local < replication || closest.is_empty();
-        let remote_count = replication - usize::from(keep_local && !closest.is_empty());
+        let local_is_replica = nearer_than_local < replication || closest.is_empty();
+        let remote_count = replication - usize::from(local_is_replica && !closest.is_empty());
         let targets = &closest[..closest.len().min(remote_count)];
-        let stored_local = keep_local
+        let stored_local = local_is_replica
             && match &job.signed {
                 Some(signed) => {
                     self.store
@@ -480,8 +484,8 @@ impl Kademlia {
             stored_remote: 0,
             stored_local,
         };
-        let ttl_secs = remaining_secs(now, job.record.expires);
-        let store = store_message(key, &job.record, job.signed.as_ref(), ttl_secs);
+        let ttl_ms = remaining_ms(now, job.record.expires);
+        let store = store_message(key, &job.record, job.signed.as_ref(), ttl_ms);
         for target in targets {
             self.send(now, *target, store.clone(), Purpose::PutStore(id));
         }
@@ -579,14 +583,14 @@ impl Kademlia {
                 let _ = self.start_lookup(now, key, QueryKind::Put(job));
                 continue;
             }
-            let ttl_secs = remaining_secs(now, record.expires);
-            if ttl_secs == 0 {
+            let ttl_ms = remaining_ms(now, record.expires);
+            if ttl_ms == 0 {
                 continue;
             }
             let targets = self
                 .table
                 .closest(&key, usize::from(record.replication), None);
-            let store = store_message(key, &record, signed.as_ref(), ttl_secs);
+            let store = store_message(key, &record, signed.as_ref(), ttl_ms);
             for target in targets {
                 self.send(now, target, store.clone(), Purpose::Replicate);
             }
@@ -594,12 +598,12 @@ impl Kademlia {
     }
 }
 
-/// The STORE (or STORE_SIGNED) that hands `record` on with `ttl_secs` left.
+/// The STORE (or STORE_SIGNED) that hands `record` on with `ttl_ms` left.
 fn store_message(
     key: Key,
     record: &Record,
     signed: Option<&SignedRecord>,
-    ttl_secs: u32,
+    ttl_ms: u32,
 ) -> KadMessage {
     match signed {
         Some(signed) => KadMessage::StoreSigned {
@@ -609,7 +613,7 @@ fn store_message(
         None => KadMessage::Store {
             key,
             value: record.value.clone(),
-            ttl_secs,
+            ttl_ms,
             replication: record.replication,
             version: record.version,
         },

@@ -58,8 +58,9 @@ pub(crate) enum Found {
         value: Bytes,
         /// Its version.
         version: Version,
-        /// Seconds it had left when it was read.
-        ttl_secs: u32,
+        /// When it expires (the holder's TTL from the moment its answer arrived, capped
+        /// at `max_ttl`), so a repair made later hands on only what is left.
+        expires: Instant,
     },
     /// A verified signed record.
     Signed(SignedRecord),

@@ -10,9 +10,13 @@ use voidmesh_proto::kad_msg::{
 };
 use voidmesh_proto::{Contact, KadMessage, Key, SignedRecord, SignedRecordError, Version};
 
-/// Whole seconds left until `expires` (rounded down, so a copy never outlives the original).
-pub(crate) fn remaining_secs(now: Instant, expires: Instant) -> u32 {
-    u32::try_from(expires.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX)
+/// Milliseconds left until `expires`, rounded up: a copy handed on lives as long as the
+/// original (at most 1 ms longer), never shorter, however many hops it takes. Zero only
+/// for a record already expired; saturates at `u32::MAX` (49.7 days).
+pub(crate) fn remaining_ms(now: Instant, expires: Instant) -> u32 {
+    let left = expires.saturating_duration_since(now);
+    let ms = left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0);
+    u32::try_from(ms).unwrap_or(u32::MAX)
 }
 
 /// Why a signed record is not kept or believed.
@@ -59,7 +63,7 @@ impl Kademlia {
             KadMessage::Store {
                 key,
                 value,
-                ttl_secs,
+                ttl_ms,
                 replication,
                 version,
             } => {
@@ -67,7 +71,7 @@ impl Kademlia {
                     tracing::debug!(?key, from = ?from.id, ?version, "STORE with a version from the future refused");
                     false
                 } else {
-                    let ttl = Duration::from_secs(u64::from(ttl_secs)).min(self.config.max_ttl);
+                    let ttl = Duration::from_millis(u64::from(ttl_ms)).min(self.config.max_ttl);
                     let record = Record {
                         value,
                         version,
@@ -108,7 +112,7 @@ impl Kademlia {
                 },
                 Some((record, None)) => KadMessage::FoundValue {
                     value: record.value.clone(),
-                    ttl_secs: remaining_secs(now, record.expires),
+                    ttl_ms: remaining_ms(now, record.expires),
                     version: record.version,
                 },
                 None => KadMessage::ValueNotFound {

@@ -240,7 +240,7 @@ fn store(key: Key, value: &'static [u8], ttl_secs: u32, version: u64) -> KadMess
     KadMessage::Store {
         key,
         value: Bytes::from_static(value),
-        ttl_secs,
+        ttl_ms: ttl_secs.saturating_mul(1000),
         replication: 3,
         version: Version(version),
     }
@@ -259,10 +259,76 @@ fn stored_value_is_found_with_remaining_ttl() {
         kad.handle_request(now + secs(40), contact(2), KadMessage::FindValue { key }),
         KadMessage::FoundValue {
             value: Bytes::from_static(b"v"),
-            ttl_secs: 60,
+            ttl_ms: 60_000,
             version: Version(1)
         }
     );
+}
+
+#[test]
+fn ttl_handed_on_is_never_shortened_by_rounding() {
+    let now = epoch();
+    let mut kad = node(now);
+    let key = Key([7; 32]);
+    let one_second = KadMessage::Store {
+        key,
+        value: Bytes::from_static(b"v"),
+        ttl_ms: 1000,
+        replication: 1,
+        version: Version(1),
+    };
+    let _ = kad.handle_request(now, contact(1), one_second);
+    let ttl_at = |kad: &mut Kademlia, at| match kad.handle_request(
+        at,
+        contact(2),
+        KadMessage::FindValue { key },
+    ) {
+        KadMessage::FoundValue { ttl_ms, .. } => Some(ttl_ms),
+        _ => None,
+    };
+    // A one-second record read after 0.3 s still has 0.7 s; 0.5 µs before it expires it
+    // still has 1 ms (rounded up), and at its expiry it is gone.
+    assert_eq!(ttl_at(&mut kad, now + Duration::from_millis(300)), Some(700));
+    assert_eq!(
+        ttl_at(&mut kad, now + Duration::from_nanos(999_999_500)),
+        Some(1)
+    );
+    assert_eq!(ttl_at(&mut kad, now + secs(1)), None);
+}
+
+#[test]
+fn store_changes_tell_what_to_persist() {
+    use crate::{Removal, StoreChange};
+    let now = epoch();
+    let mut kad = Kademlia::new(
+        id(0),
+        Config {
+            max_records: 1,
+            ..config()
+        },
+        now,
+    );
+    let (a, b) = (Key([1; 32]), Key([2; 32]));
+    let _ = kad.handle_request(now, contact(1), store(a, b"a", 10, 1));
+    // The same record again with the same expiry changes nothing.
+    let _ = kad.handle_request(now, contact(1), store(a, b"a", 10, 1));
+    // A longer-lived record evicts the one expiring sooner.
+    let _ = kad.handle_request(now, contact(1), store(b, b"b", 100, 1));
+    let changes: Vec<StoreChange> = std::iter::from_fn(|| kad.poll_store_change()).collect();
+    assert_eq!(
+        changes,
+        vec![
+            StoreChange::Held(a),
+            StoreChange::Removed(a, Removal::Evicted),
+            StoreChange::Held(b),
+        ]
+    );
+    kad.handle_timeout(now + secs(100));
+    assert_eq!(
+        kad.poll_store_change(),
+        Some(StoreChange::Removed(b, Removal::Expired))
+    );
+    assert!(kad.held(&b).is_none());
 }
 
 #[test]
@@ -302,7 +368,10 @@ fn store_ttl_is_clamped_to_max_ttl() {
     let key = Key([7; 32]);
     let _ = kad.handle_request(now, contact(1), store(key, b"v", u32::MAX, 1));
     let reply = kad.handle_request(now, contact(1), KadMessage::FindValue { key });
-    assert!(matches!(reply, KadMessage::FoundValue { ttl_secs: 10, .. }));
+    assert!(matches!(
+        reply,
+        KadMessage::FoundValue { ttl_ms: 10_000, .. }
+    ));
 }
 
 #[test]
@@ -439,7 +508,7 @@ fn late_answer_is_ignored_after_get_finished() {
     let found = || {
         Ok(KadMessage::FoundValue {
             value: Bytes::from_static(b"v"),
-            ttl_secs: 60,
+            ttl_ms: 60_000,
             version: Version(1),
         })
     };
@@ -579,6 +648,8 @@ fn put_stores_on_the_replication_closest() {
     // Key 0x05..05: contacts 5, 4, 6, 7, ... are the closest; the local id 0 is far.
     let key = id(5);
     let put = kad.put(now, key, Bytes::from_static(b"v"), secs(60), 3, Version(1));
+    // The publisher keeps its copy from the start (read-your-writes), though it is far.
+    assert_eq!(kad.local_value(now, &key), Some(Bytes::from_static(b"v")));
     // Answer every lookup request with nothing new until STOREs appear.
     let mut stores = Vec::new();
     for _ in 0..10 {
@@ -604,7 +675,7 @@ fn put_stores_on_the_replication_closest() {
         assert!(matches!(
             t.message,
             KadMessage::Store {
-                ttl_secs: 60,
+                ttl_ms: 60_000,
                 replication: 3,
                 ..
             }
@@ -627,7 +698,11 @@ fn put_stores_on_the_replication_closest() {
             stored_local: false
         }]
     );
-    assert_eq!(kad.record_count(), 0);
+    assert_eq!(
+        kad.record_count(),
+        1,
+        "the publisher's own copy, not a replica"
+    );
 }
 
 #[test]
@@ -677,7 +752,10 @@ fn replica_is_republished_to_the_closest_known() {
     for t in &stores {
         assert!(matches!(
             t.message,
-            KadMessage::Store { ttl_secs: 3600, .. }
+            KadMessage::Store {
+                ttl_ms: 3_600_000,
+                ..
+            }
         ));
     }
 }
@@ -925,7 +1003,7 @@ fn quorum_node(now: Instant, quorum: usize) -> Kademlia {
 fn found(value: &'static [u8], version: u64) -> Result<KadMessage, RequestFailure> {
     Ok(KadMessage::FoundValue {
         value: Bytes::from_static(value),
-        ttl_secs: 600,
+        ttl_ms: 600_000,
         version: Version(version),
     })
 }
@@ -967,7 +1045,7 @@ fn get_waits_for_the_read_quorum_and_returns_the_newest() {
     for t in &repairs {
         assert!(matches!(
             &t.message,
-            KadMessage::Store { version: Version(2), value, ttl_secs: 600, .. } if value == &Bytes::from_static(b"new")
+            KadMessage::Store { version: Version(2), value, ttl_ms: 600_000, .. } if value == &Bytes::from_static(b"new")
         ));
     }
     assert_eq!(kad.stats().read_repairs, 2);
@@ -1061,7 +1139,7 @@ fn store_with_a_version_from_the_future_is_refused() {
             KadMessage::Store {
                 key,
                 value: Bytes::from_static(b"pinned"),
-                ttl_secs: 60,
+                ttl_ms: 60_000,
                 replication: 1,
                 version: in_an_hour,
             }
@@ -1076,7 +1154,7 @@ fn store_with_a_version_from_the_future_is_refused() {
             KadMessage::Store {
                 key,
                 value: Bytes::from_static(b"fine"),
-                ttl_secs: 60,
+                ttl_ms: 60_000,
                 replication: 1,
                 version: in_a_minute,
             }

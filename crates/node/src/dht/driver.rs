@@ -291,7 +291,7 @@ impl Driver {
             KadMessage::Store {
                 key,
                 value,
-                ttl_secs,
+                ttl_ms,
                 replication,
                 version,
             } => Some(StoredRecord {
@@ -299,7 +299,7 @@ impl Driver {
                 value: value.clone(),
                 version: *version,
                 expires_unix_ms: unix_ms().saturating_add(
-                    (u64::from(*ttl_secs) * 1000).min(self.kad.config().max_ttl.as_millis() as u64),
+                    u64::from(*ttl_ms).min(self.kad.config().max_ttl.as_millis() as u64),
                 ),
                 replication: *replication,
                 publisher: false,
