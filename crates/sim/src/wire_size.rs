@@ -61,7 +61,7 @@ mod tests {
             KadMessage::Store {
                 key: Key([3; 32]),
                 value: value.clone(),
-                ttl_secs: 5,
+                ttl_ms: 5,
                 replication: 3,
                 version: Version(9),
             },
@@ -79,7 +79,7 @@ mod tests {
             KadMessage::FindNodeReply { contacts: many },
             KadMessage::FoundValue {
                 value,
-                ttl_secs: 1,
+                ttl_ms: 1,
                 version: Version(2),
             },
             KadMessage::ValueNotFound {
