@@ -46,6 +46,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod cache;
+pub mod datagram;
 mod endpoint;
 mod error;
 mod frame;
