@@ -67,6 +67,10 @@ pub struct ApiArgs {
     /// Seconds to measure.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Protocol to speak: the VoidPhone DHT API, or RESP to load redis-server with the
+    /// same client (`--mix get` only).
+    #[arg(long, value_enum, default_value_t = crate::load::Protocol::Voidphone)]
+    pub protocol: crate::load::Protocol,
 }
 
 /// Request mix of `bench api`.
@@ -242,15 +246,14 @@ struct ConnStats {
 /// Runs the API load client and prints the JSON line.
 pub async fn api(args: ApiArgs) -> Result<()> {
     anyhow::ensure!(args.keys >= 1, "--keys must be at least 1");
-    let keys: Arc<Vec<Key>> = Arc::new(
-        (0..args.keys as u64)
-            .map(|i| {
-                let mut k = [0u8; 32];
-                k[..8].copy_from_slice(&i.to_be_bytes());
-                Key(k)
-            })
-            .collect(),
-    );
+    if args.protocol == crate::load::Protocol::Resp || matches!(args.mix, Mix::Get) {
+        anyhow::ensure!(
+            matches!(args.mix, Mix::Get),
+            "--protocol resp measures GETs only (--mix get)"
+        );
+        return api_gets(args).await;
+    }
+    let keys: Arc<Vec<Key>> = Arc::new((0..args.keys as u64).map(bench_key).collect());
     let value = Bytes::from(vec![0x5a; args.value_size]);
     if args.preload {
         let mut client = DhtClient::connect(args.addr).await?;
@@ -308,6 +311,82 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     });
     println!("{line}");
     Ok(())
+}
+
+/// `bench api --mix get`: the protocol-neutral GET load of [`crate::load`].
+async fn api_gets(args: ApiArgs) -> Result<()> {
+    use crate::load::{Answer, Conn, Protocol};
+    let keys: Arc<Vec<Key>> = Arc::new((0..args.keys as u64).map(bench_key).collect());
+    let value = Bytes::from(vec![0x5a; args.value_size]);
+    if args.preload {
+        let mut conn = Conn::connect(args.addr, args.protocol).await?;
+        conn.preload(&keys, &value).await?;
+    }
+    let duration = Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let until = started + duration;
+    let mut tasks = Vec::new();
+    for conn_no in 0..args.connections {
+        let keys = keys.clone();
+        let (addr, pipeline, protocol) = (args.addr, args.pipeline.max(1), args.protocol);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(conn_no as u64);
+            let mut conn = Conn::connect(addr, protocol).await?;
+            let mut stats = ConnStats {
+                hist: histogram(),
+                gets: 0,
+                puts: 0,
+                found: 0,
+            };
+            conn.run_gets(
+                pipeline,
+                until,
+                || keys[rng.gen_range(0..keys.len())],
+                |took, answer| {
+                    stats.gets += 1;
+                    stats.found += u64::from(answer == Answer::Found);
+                    stats.hist.record(took.as_micros().max(1) as u64)?;
+                    Ok(())
+                },
+            )
+            .await?;
+            anyhow::Ok(stats)
+        }));
+    }
+    let mut hist = histogram();
+    let (mut gets, mut found) = (0u64, 0u64);
+    for task in tasks {
+        let stats = task.await??;
+        hist.add(&stats.hist)?;
+        gets += stats.gets;
+        found += stats.found;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let system = match args.protocol {
+        Protocol::Voidphone => format!("voidmesh {}", env!("CARGO_PKG_VERSION")),
+        Protocol::Resp => "redis (RESP)".to_string(),
+    };
+    let line = serde_json::json!({
+        "system": system,
+        "client": "voidmesh bench api (same client for both protocols)",
+        "connections": args.connections,
+        "pipeline": args.pipeline,
+        "ops_per_s": round(gets as f64 / wall, 1),
+        "gets": gets,
+        "puts": 0,
+        "get_found": round(found as f64 / gets.max(1) as f64, 4),
+        "get_p50_ms": round(ms(&hist, 0.5), 3),
+        "get_p99_ms": round(ms(&hist, 0.99), 3),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// The `i`-th key of the API load: `i` big-endian in the first 8 bytes.
+fn bench_key(i: u64) -> Key {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&i.to_be_bytes());
+    Key(k)
 }
 
 async fn load_connection(

@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat_cmd;
+mod load;
 mod testnet_demo;
 
 use anyhow::{Context, Result};

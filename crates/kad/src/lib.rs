@@ -80,7 +80,7 @@ pub use voidmesh_proto::{SignedRecord, SignedRecordError};
 
 use bytes::Bytes;
 use std::time::Duration;
-use voidmesh_proto::{Contact, KadMessage, Key};
+use voidmesh_proto::{Contact, KadMessage, Key, Version};
 
 /// The id puzzle difficulty recommended for a production network: 10 bits, about a
 /// thousand key generations (milliseconds) per honest node id, a thousand times the cost of
@@ -213,6 +213,9 @@ pub enum Event {
         /// The verified signed record with the highest sequence number, when the key holds
         /// one (`value` is then its value); `None` for a plain value.
         signed: Option<SignedRecord>,
+        /// The version of `value` (for a signed record, `Version(seq)`), so a caller can
+        /// rank it against a copy it saw elsewhere.
+        version: Option<Version>,
     },
     /// A [`Kademlia::put`] or [`Kademlia::put_signed`] finished. Emitted exactly once per
     /// put.

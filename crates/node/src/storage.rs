@@ -2,10 +2,15 @@
 //! the routing table's contacts, so a node restarted after a crash serves what it held
 //! and rejoins through peers it remembers.
 //!
+//! The file follows the state machine: the DHT driver writes what kad's store-change
+//! journal says (a record held, replaced, evicted or expired), so the disk never holds
+//! more than the memory bounds allow; records found expired when the file is opened are
+//! deleted then.
+//!
 //! redb is synchronous, so all writes happen on one dedicated thread. Writes queued
-//! while a commit is running are committed together (group commit); each write may carry
-//! a completion that runs only after its commit is durable — that is how a STORE is
-//! answered "stored" only once it is on disk.
+//! while a commit is running are committed together (group commit); a write, or a
+//! [`Storage::barrier`] after several, may carry a completion that runs only after the
+//! commit is durable — that is how a STORE is answered "stored" only once it is on disk.
 
 use bytes::Bytes;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -13,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use voidmesh_proto::signed::SignedRecord;
 use voidmesh_proto::{Contact, Key, Version};
 
@@ -23,9 +28,6 @@ const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const SIGNED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("signed");
 /// node id (32 bytes) → socket address as text.
 const CONTACTS: TableDefinition<&[u8], &str> = TableDefinition::new("contacts");
-
-/// How often expired records are deleted from disk.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Why the store could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,8 @@ pub type Completion = Box<dyn FnOnce(bool) + Send>;
 enum Op {
     Record(StoredRecord, Option<Completion>),
     Signed(StoredSigned, Option<Completion>),
+    Remove(Key),
+    Barrier(Completion),
     Contacts(Vec<Contact>, Option<Completion>),
 }
 
@@ -171,7 +175,8 @@ impl Storage {
         ))
     }
 
-    /// Writes `record`; `done` runs once it is durable (or failed).
+    /// Writes `record` (replacing whatever its key held, plain or signed); `done` runs
+    /// once it is durable (or failed).
     pub fn put_record(&self, record: StoredRecord, done: Option<Completion>) {
         if let Some(ops) = &self.ops {
             if let Err(mpsc::SendError(Op::Record(_, Some(done)))) =
@@ -182,8 +187,8 @@ impl Storage {
         }
     }
 
-    /// Writes a signed record (replacing the one under its key); `done` runs once it is
-    /// durable (or failed).
+    /// Writes a signed record (replacing whatever its key held, plain or signed); `done`
+    /// runs once it is durable (or failed).
     pub fn put_signed(&self, signed: StoredSigned, done: Option<Completion>) {
         if let Some(ops) = &self.ops {
             if let Err(mpsc::SendError(Op::Signed(_, Some(done)))) =
@@ -191,6 +196,25 @@ impl Storage {
             {
                 done(false);
             }
+        }
+    }
+
+    /// Deletes whatever `key` holds on disk.
+    pub fn remove(&self, key: Key) {
+        if let Some(ops) = &self.ops {
+            let _ = ops.send(Op::Remove(key));
+        }
+    }
+
+    /// Runs `done` once every write queued before it is durable (or failed).
+    pub fn barrier(&self, done: Completion) {
+        match &self.ops {
+            Some(ops) => {
+                if let Err(mpsc::SendError(Op::Barrier(done))) = ops.send(Op::Barrier(done)) {
+                    done(false);
+                }
+            }
+            None => done(false),
         }
     }
 
@@ -218,14 +242,21 @@ impl Drop for Storage {
 // redb's error is large, but it only travels on the rare failure path.
 #[allow(clippy::result_large_err)]
 fn load(db: &Database) -> Result<Loaded, redb::Error> {
-    // Make sure both tables exist, so a fresh database reads as empty.
+    // Make sure the tables exist, so a fresh database reads as empty, and delete what
+    // expired while the node was down (or whose removal a crash kept from the disk).
+    let now = unix_ms();
     let txn = db.begin_write()?;
-    txn.open_table(RECORDS)?;
-    txn.open_table(SIGNED)?;
+    txn.open_table(RECORDS)?.retain(|_, v| {
+        v.get(8..16)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .is_some_and(|expires| expires > now)
+    })?;
+    txn.open_table(SIGNED)?
+        .retain(|_, v| StoredSigned::decode(v).is_some_and(|s| s.record.expiry > now / 1000))?;
     txn.open_table(CONTACTS)?;
     txn.commit()?;
 
-    let now = unix_ms();
     let txn = db.begin_read()?;
     let mut loaded = Loaded::default();
     for entry in txn.open_table(RECORDS)?.iter()? {
@@ -256,24 +287,14 @@ fn load(db: &Database) -> Result<Loaded, redb::Error> {
     Ok(loaded)
 }
 
-/// The writer thread: group-commits queued operations, runs completions, purges expired
-/// records now and then. Ends when the handle is dropped.
+/// The writer thread: group-commits queued operations and runs their completions. Ends
+/// when the handle is dropped.
 fn writer(db: Database, ops: mpsc::Receiver<Op>) {
-    let mut last_purge = std::time::Instant::now();
-    loop {
-        let first = match ops.recv_timeout(PURGE_EVERY) {
-            Ok(op) => Some(op),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        let mut batch: Vec<Op> = first.into_iter().collect();
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
         batch.extend(ops.try_iter());
-        let purge = last_purge.elapsed() >= PURGE_EVERY;
-        if purge {
-            last_purge = std::time::Instant::now();
-        }
         let mut completions = Vec::new();
-        let result = commit(&db, batch, purge, &mut completions);
+        let result = commit(&db, batch, &mut completions);
         if let Err(e) = &result {
             tracing::error!(error = %e, "writing the record store failed");
         }
@@ -288,7 +309,6 @@ fn writer(db: Database, ops: mpsc::Receiver<Op>) {
 fn commit(
     db: &Database,
     batch: Vec<Op>,
-    purge: bool,
     completions: &mut Vec<Completion>,
 ) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
@@ -299,13 +319,22 @@ fn commit(
         for op in batch {
             match op {
                 Op::Record(record, done) => {
-                    records.insert(record.key.0.as_slice(), record.encode().as_slice())?;
+                    let key = record.key.0;
+                    records.insert(key.as_slice(), record.encode().as_slice())?;
+                    signed.remove(key.as_slice())?;
                     completions.extend(done);
                 }
                 Op::Signed(record, done) => {
-                    signed.insert(record.record.key().0.as_slice(), record.encode().as_slice())?;
+                    let key = record.record.key().0;
+                    signed.insert(key.as_slice(), record.encode().as_slice())?;
+                    records.remove(key.as_slice())?;
                     completions.extend(done);
                 }
+                Op::Remove(key) => {
+                    records.remove(key.0.as_slice())?;
+                    signed.remove(key.0.as_slice())?;
+                }
+                Op::Barrier(done) => completions.push(done),
                 Op::Contacts(list, done) => {
                     contacts.retain(|_, _| false)?;
                     for c in list {
@@ -314,18 +343,6 @@ fn commit(
                     completions.extend(done);
                 }
             }
-        }
-        if purge {
-            let now = unix_ms();
-            records.retain(|_, v| {
-                v.get(8..16)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .is_some_and(|expires| expires > now)
-            })?;
-            signed.retain(|_, v| {
-                StoredSigned::decode(v).is_some_and(|s| s.record.expiry > now / 1000)
-            })?;
         }
     }
     txn.commit()?;

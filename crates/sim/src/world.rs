@@ -807,6 +807,8 @@ impl World {
             while let Some(e) = kad.poll_event() {
                 events.push(e);
             }
+            // Simulated nodes keep no durable copy: the journal is only emptied.
+            while kad.poll_store_change().is_some() {}
             kad.poll_timeout()
         };
         for t in transmits.drain(..) {

@@ -144,6 +144,11 @@ impl Kademlia {
         self.table.iter().copied().collect()
     }
 
+    /// Number of contacts in the routing table.
+    pub fn contact_count(&self) -> usize {
+        self.table.len()
+    }
+
     /// Up to `count` contacts from the routing table nearest to `target`, nearest first
     /// (no network traffic).
     pub fn closest_contacts(&self, target: &Key, count: usize) -> Vec<Contact> {

@@ -15,7 +15,7 @@ use crate::timers::{after, Deadline};
 use crate::{Event, QueryId, RequestId};
 use rand::Rng;
 use std::time::{Duration, Instant};
-use voidmesh_proto::{Contact, KadMessage, Key, SignedRecord, SignedRecordError};
+use voidmesh_proto::{Contact, KadMessage, Key, SignedRecord, SignedRecordError, Version};
 
 /// Refreshes are never scheduled closer together than this, whatever the configuration.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
@@ -291,10 +291,16 @@ impl Kademlia {
         job: GetJob,
         lookup: Option<&DisjointLookup>,
     ) {
-        let (value, signed) = match &job.best {
-            Some(Found::Signed(record)) => (Some(record.value.clone()), Some(record.clone())),
-            Some(Found::Plain { value, .. }) if !job.signed_only => (Some(value.clone()), None),
-            _ => (None, None),
+        let (value, signed, version) = match &job.best {
+            Some(Found::Signed(record)) => (
+                Some(record.value.clone()),
+                Some(record.clone()),
+                Some(Version(record.seq)),
+            ),
+            Some(Found::Plain { value, version, .. }) if !job.signed_only => {
+                (Some(value.clone()), None, Some(*version))
+            }
+            _ => (None, None, None),
         };
         tracing::debug!(query = ?id, key = ?job.key, found = value.is_some(), holders = job.answers.len(), "get finished");
         self.events.push_back(Event::GetFinished {
@@ -302,6 +308,7 @@ impl Kademlia {
             key: job.key,
             value,
             signed,
+            version,
         });
         if let Some(best) = &job.best {
             self.read_repair(now, &job, best, lookup);

@@ -15,7 +15,7 @@ use voidmesh_proto::{Contact, KadMessage, Key, SignedRecord, SignedRecordError, 
 /// for a record already expired; saturates at `u32::MAX` (49.7 days).
 pub(crate) fn remaining_ms(now: Instant, expires: Instant) -> u32 {
     let left = expires.saturating_duration_since(now);
-    let ms = left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0);
+    let ms = left.as_millis() + u128::from(!left.subsec_nanos().is_multiple_of(1_000_000));
     u32::try_from(ms).unwrap_or(u32::MAX)
 }
 

@@ -163,6 +163,7 @@ fn single_node_put_is_kept_locally_and_get_answers_without_network() {
             key,
             value: Some(Bytes::from_static(b"v")),
             signed: None,
+            version: Some(Version(1)),
         }]
     );
 }
@@ -179,6 +180,7 @@ fn get_with_nobody_to_ask_fails_at_once() {
             key: Key([9; 32]),
             value: None,
             signed: None,
+            version: None,
         }]
     );
 }
@@ -288,7 +290,10 @@ fn ttl_handed_on_is_never_shortened_by_rounding() {
     };
     // A one-second record read after 0.3 s still has 0.7 s; 0.5 µs before it expires it
     // still has 1 ms (rounded up), and at its expiry it is gone.
-    assert_eq!(ttl_at(&mut kad, now + Duration::from_millis(300)), Some(700));
+    assert_eq!(
+        ttl_at(&mut kad, now + Duration::from_millis(300)),
+        Some(700)
+    );
     assert_eq!(
         ttl_at(&mut kad, now + Duration::from_nanos(999_999_500)),
         Some(1)
@@ -520,6 +525,7 @@ fn late_answer_is_ignored_after_get_finished() {
             key,
             value: Some(Bytes::from_static(b"v")),
             signed: None,
+            version: Some(Version(1)),
         }]
     );
     kad.handle_response(now, sent[1].request, found());
@@ -553,6 +559,7 @@ fn get_fails_when_query_deadline_passes() {
             key,
             value: None,
             signed: None,
+            version: None,
         }]
     );
 }
@@ -573,6 +580,7 @@ fn wrong_reply_type_counts_as_failure() {
             key,
             value: None,
             signed: None,
+            version: None,
         }]
     );
 }
@@ -1033,6 +1041,7 @@ fn get_waits_for_the_read_quorum_and_returns_the_newest() {
             key,
             value: Some(Bytes::from_static(b"new")),
             signed: None,
+            version: Some(Version(2)),
         }]
     );
     // Read repair: both holders of version 1 get version 2.
@@ -1070,6 +1079,7 @@ fn a_stale_local_copy_does_not_win_and_is_repaired() {
             key,
             value: Some(Bytes::from_static(b"new")),
             signed: None,
+            version: Some(Version(2)),
         }]
     );
     assert_eq!(kad.local_value(now, &key), Some(Bytes::from_static(b"new")));
@@ -1091,6 +1101,7 @@ fn read_quorum_of_one_answers_from_the_local_copy() {
             key,
             value: Some(Bytes::from_static(b"mine")),
             signed: None,
+            version: Some(Version(1)),
         }]
     );
 }
@@ -1182,6 +1193,7 @@ fn found_value_with_a_version_from_the_future_is_ignored() {
             key,
             value: Some(Bytes::from_static(b"real")),
             signed: None,
+            version: Some(Version(1)),
         }]
     );
     assert_eq!(kad.stats().invalid_answers, 1);
@@ -1462,6 +1474,7 @@ fn get_signed_rejects_forged_and_mismatched_records_and_keeps_the_highest_sequen
             key,
             value: Some(v2.value.clone()),
             signed: Some(v2.clone()),
+            version: Some(Version(2)),
         }]
     );
     assert_eq!(kad.stats().invalid_answers, 2);

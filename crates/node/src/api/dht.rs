@@ -1,9 +1,10 @@
 //! One DHT API connection: frames in, typed requests to the DHT, replies out as they
-//! complete (pipelined GETs are answered in completion order, each carrying its key).
+//! complete (pipelined GETs are answered in completion order, each carrying its key;
+//! GETs this node answers alone are answered in order, at once).
 
 use super::codec::{ApiCodec, FrameError};
 use crate::dht::DhtHandle;
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::future::Future;
@@ -11,9 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use voidmesh_proto::dht_api::PutSignedStatus;
@@ -22,146 +21,152 @@ use voidmesh_proto::DhtMessage;
 /// GETs one connection may have in flight; more wait until one completes.
 const MAX_GETS_IN_FLIGHT: usize = 1024;
 
+/// Reply bytes a connection queues for a client that does not read them before it stops
+/// reading that client's requests.
+const MAX_QUEUED_REPLY_BYTES: usize = 1 << 20;
+
 /// An answer being worked out: a GET, GET SIGNED or PUT SIGNED waiting for the DHT.
 type Pending = Pin<Box<dyn Future<Output = DhtMessage> + Send>>;
 
+/// What one turn of a connection's loop brought.
+enum Step {
+    /// A frame from the client, or its end (`None`).
+    Frame(Option<Result<Bytes, FrameError>>),
+    /// An answer the DHT worked out.
+    Reply(DhtMessage),
+    /// Bytes of queued replies written to the socket (0 or an error: the client is gone).
+    Wrote(std::io::Result<usize>),
+    /// The server is shutting down.
+    Shutdown,
+}
+
 /// Serves one API client until it disconnects, breaks the protocol, or `shutdown` fires.
 ///
-/// One task reads frames and drives the connection's outstanding requests (at most
+/// One task reads frames, answers GETs this node answers alone straight into its write
+/// buffer (no other task involved), drives the requests that need the network (at most
 /// [`MAX_GETS_IN_FLIGHT`], polled side by side in a `FuturesUnordered`, no task per
-/// request); a second task writes the replies in completion order, so a client that
-/// reads slowly does not stop this one from reading.
+/// request), and writes replies in completion order. Reading comes first, so a burst of
+/// pipelined requests is answered with one write; a client that does not read its
+/// replies stops being read once [`MAX_QUEUED_REPLY_BYTES`] wait for it.
 pub async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     dht: DhtHandle,
     shutdown: CancellationToken,
 ) {
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, mut write_half) = stream.into_split();
     let mut frames = FramedRead::with_capacity(read_half, ApiCodec, 8 * 1024);
-    let (replies_tx, replies_rx) = mpsc::channel::<DhtMessage>(MAX_GETS_IN_FLIGHT);
-    let writer = tokio::spawn(write_replies(write_half, replies_rx));
+    let mut out = BytesMut::with_capacity(16 * 1024);
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut client_done = false;
     // Created once: a fresh `cancelled()` per frame would register a waiter every time.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
 
-    let outcome = loop {
-        let frame = tokio::select! {
+    let outcome: Result<(), String> = loop {
+        let can_read = !client_done
+            && pending.len() < MAX_GETS_IN_FLIGHT
+            && out.len() < MAX_QUEUED_REPLY_BYTES;
+        if client_done && pending.is_empty() && out.is_empty() {
+            break Ok(());
+        }
+        let step = tokio::select! {
             biased;
-            _ = &mut cancelled => break Ok(()),
-            Some(reply) = pending.next(), if !pending.is_empty() => {
-                if !queue_reply(&replies_tx, reply).await {
-                    break Ok(());
-                }
-                continue;
-            }
-            frame = frames.next(), if pending.len() < MAX_GETS_IN_FLIGHT => frame,
+            _ = &mut cancelled => Step::Shutdown,
+            frame = frames.next(), if can_read => Step::Frame(frame),
+            Some(reply) = pending.next(), if !pending.is_empty() => Step::Reply(reply),
+            written = write_half.write(&out), if !out.is_empty() => Step::Wrote(written),
         };
-        let frame = match frame {
-            None => break Ok(()),
-            Some(Err(FrameError::Io(e))) => break Err(format!("read failed: {e}")),
-            Some(Err(FrameError::Protocol(e))) => break Err(e.to_string()),
-            Some(Ok(frame)) => frame,
-        };
-        match DhtMessage::decode(&frame) {
-            Ok(DhtMessage::Put {
-                ttl,
-                replication,
-                key,
-                value,
-            }) => {
-                let ttl = Duration::from_secs(u64::from(ttl));
-                if dht
-                    .put_detached(key, value, ttl, replication)
-                    .await
-                    .is_err()
-                {
-                    break Ok(());
+        match step {
+            Step::Shutdown => break Ok(()),
+            Step::Frame(None) => client_done = true,
+            Step::Frame(Some(Err(FrameError::Io(e)))) => break Err(format!("read failed: {e}")),
+            Step::Frame(Some(Err(FrameError::Protocol(e)))) => break Err(e.to_string()),
+            Step::Frame(Some(Ok(frame))) => {
+                match on_frame(&frame, &dht, &mut pending, &mut out).await {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(reason) => break Err(reason),
                 }
             }
-            Ok(DhtMessage::Get { key }) => {
-                let dht = dht.clone();
-                pending.push(Box::pin(async move {
-                    match dht.get(key).await {
-                        Ok(Some(value)) => DhtMessage::Success { key, value },
-                        Ok(None) | Err(_) => DhtMessage::Failure { key },
-                    }
-                }));
-            }
-            Ok(DhtMessage::GetSigned { key }) => {
-                let dht = dht.clone();
-                pending.push(Box::pin(async move {
-                    match dht.get_signed(key).await {
-                        Ok(Some(record)) => DhtMessage::SignedSuccess { key, record },
-                        Ok(None) | Err(_) => DhtMessage::Failure { key },
-                    }
-                }));
-            }
-            Ok(DhtMessage::PutSigned {
-                replication,
-                record,
-            }) => {
-                let dht = dht.clone();
-                pending.push(Box::pin(async move {
-                    let key = record.key();
-                    let status = dht
-                        .put_signed(record, replication)
-                        .await
-                        .unwrap_or(PutSignedStatus::NotStored);
-                    DhtMessage::PutSignedResult { key, status }
-                }));
-            }
-            Ok(other) => {
-                break Err(format!(
-                    "message type {} may not be sent by a client",
-                    other.msg_type()
-                ))
-            }
-            Err(e) => break Err(e.to_string()),
+            Step::Reply(reply) => encode_reply(&reply, &mut out),
+            Step::Wrote(Ok(n)) if n > 0 => out.advance(n),
+            Step::Wrote(_) => break Ok(()),
         }
     };
     match outcome {
         Ok(()) => {
-            // The client finished sending: let its outstanding requests answer, then close.
-            while let Some(reply) = pending.next().await {
-                if !queue_reply(&replies_tx, reply).await {
-                    break;
+            let _ = write_half.write_all(&out).await;
+            let _ = write_half.shutdown().await;
+        }
+        Err(reason) => tracing::warn!(%peer, %reason, "closing DHT API connection"),
+    }
+}
+
+/// Handles one frame: answers it into `out`, or queues the work in `pending`. `Ok(false)`
+/// when the DHT has stopped; `Err` when the client broke the protocol.
+async fn on_frame(
+    frame: &Bytes,
+    dht: &DhtHandle,
+    pending: &mut FuturesUnordered<Pending>,
+    out: &mut BytesMut,
+) -> Result<bool, String> {
+    match DhtMessage::decode(frame) {
+        Ok(DhtMessage::Put {
+            ttl,
+            replication,
+            key,
+            value,
+        }) => {
+            let ttl = Duration::from_secs(u64::from(ttl));
+            Ok(dht.put_detached(key, value, ttl, replication).await.is_ok())
+        }
+        Ok(DhtMessage::Get { key }) => {
+            match dht.get_now(&key) {
+                Some(value) => encode_reply(&DhtMessage::Success { key, value }, out),
+                None => {
+                    let dht = dht.clone();
+                    pending.push(Box::pin(async move {
+                        match dht.get(key).await {
+                            Ok(Some(value)) => DhtMessage::Success { key, value },
+                            Ok(None) | Err(_) => DhtMessage::Failure { key },
+                        }
+                    }));
                 }
             }
-            drop(replies_tx);
-            let _ = writer.await;
+            Ok(true)
         }
-        Err(reason) => {
-            tracing::warn!(%peer, %reason, "closing DHT API connection");
-            writer.abort();
+        Ok(DhtMessage::GetSigned { key }) => {
+            let dht = dht.clone();
+            pending.push(Box::pin(async move {
+                match dht.get_signed(key).await {
+                    Ok(Some(record)) => DhtMessage::SignedSuccess { key, record },
+                    Ok(None) | Err(_) => DhtMessage::Failure { key },
+                }
+            }));
+            Ok(true)
         }
+        Ok(DhtMessage::PutSigned {
+            replication,
+            record,
+        }) => {
+            let dht = dht.clone();
+            pending.push(Box::pin(async move {
+                let key = record.key();
+                let status = dht
+                    .put_signed(record, replication)
+                    .await
+                    .unwrap_or(PutSignedStatus::NotStored);
+                DhtMessage::PutSignedResult { key, status }
+            }));
+            Ok(true)
+        }
+        Ok(other) => Err(format!(
+            "message type {} may not be sent by a client",
+            other.msg_type()
+        )),
+        Err(e) => Err(e.to_string()),
     }
-}
-
-/// Queues `reply` for the writer; false once the writer is gone.
-async fn queue_reply(replies: &mpsc::Sender<DhtMessage>, reply: DhtMessage) -> bool {
-    replies.send(reply).await.is_ok()
-}
-
-/// Writes replies as they come, encoding each straight into the write buffer and
-/// flushing whenever no further reply is queued.
-async fn write_replies(mut socket: OwnedWriteHalf, mut replies: mpsc::Receiver<DhtMessage>) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    while let Some(reply) = replies.recv().await {
-        encode_reply(&reply, &mut buf);
-        while buf.len() < 64 * 1024 {
-            match replies.try_recv() {
-                Ok(more) => encode_reply(&more, &mut buf),
-                Err(_) => break,
-            }
-        }
-        if socket.write_all(&buf).await.is_err() {
-            return;
-        }
-        buf.clear();
-    }
-    let _ = socket.shutdown().await;
 }
 
 /// Appends `reply`'s frame to `buf`; a reply that cannot be encoded is logged and left out.

@@ -1,16 +1,19 @@
 //! The task that owns one [`Kademlia`] state machine and pumps it: inputs from the API
 //! (commands), from peers (inbound requests), from finished outbound requests, and from
-//! its one timer; outputs to `net` (transmits) and to waiting callers (events).
+//! its one timer; outputs to `net` (transmits), to waiting callers (events), and the
+//! store changes to the disk and to the API's read path ([`LocalReads`]).
 
+use super::reads::{Copy, LocalReads, Rank};
 use super::Command;
 use crate::storage::{unix_ms, Completion, Storage, StoredRecord, StoredSigned};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
-use voidmesh_kad::{Event, Kademlia, QueryId, RequestFailure, RequestId, Transmit};
+use voidmesh_kad::{Event, Kademlia, QueryId, RequestFailure, RequestId, StoreChange, Transmit};
 use voidmesh_net::{Endpoint, Inbound, NetError};
 use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::signed::SignedRecord;
@@ -40,7 +43,7 @@ enum Feedback {
 /// Callers waiting for the end of an operation, by query.
 #[derive(Default)]
 struct Waiting {
-    gets: HashMap<QueryId, oneshot::Sender<Option<Bytes>>>,
+    gets: HashMap<QueryId, oneshot::Sender<Option<(Bytes, Rank)>>>,
     signed_gets: HashMap<QueryId, oneshot::Sender<Option<SignedRecord>>>,
     signed_puts: HashMap<QueryId, oneshot::Sender<PutSignedStatus>>,
     puts: HashMap<QueryId, oneshot::Sender<super::PutReport>>,
@@ -54,10 +57,8 @@ pub(super) struct Driver {
     endpoint: Endpoint,
     /// Durable copies of records and contacts (absent for in-memory test networks).
     storage: Option<Storage>,
-    /// Local PUTs whose record is written to disk if this node keeps a copy.
-    local_puts: HashMap<QueryId, StoredRecord>,
-    /// Local PUT SIGNEDs, likewise.
-    local_signed_puts: HashMap<QueryId, StoredSigned>,
+    /// The records held, published for the API connections after every turn.
+    reads: Arc<LocalReads>,
     /// Contacts as last written to disk, to skip rewriting an unchanged table.
     saved_contacts: Vec<Contact>,
     feedback_tx: mpsc::UnboundedSender<Feedback>,
@@ -70,14 +71,26 @@ fn now() -> std::time::Instant {
 }
 
 impl Driver {
-    pub(super) fn new(kad: Kademlia, endpoint: Endpoint, storage: Option<Storage>) -> Self {
+    pub(super) fn new(
+        kad: Kademlia,
+        endpoint: Endpoint,
+        storage: Option<Storage>,
+        reads: Arc<LocalReads>,
+    ) -> Self {
         let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
+        // Records restored from disk before the driver started.
+        for (key, record) in kad.records() {
+            reads.publish(*key, Some(Copy::of(record, None)));
+        }
+        for (signed, record) in kad.signed_records() {
+            reads.publish(signed.key(), Some(Copy::of(record, Some(signed))));
+        }
+        reads.set_local_is_final(kad.contact_count() == 0 || kad.config().read_quorum <= 1);
         Driver {
             kad,
             endpoint,
             storage,
-            local_puts: HashMap::new(),
-            local_signed_puts: HashMap::new(),
+            reads,
             saved_contacts: Vec::new(),
             feedback_tx,
             feedback_rx,
@@ -153,20 +166,11 @@ impl Driver {
                 version,
                 reply,
             } => {
-                let expires_unix_ms =
-                    unix_ms().saturating_add(ttl.min(self.kad.config().max_ttl).as_millis() as u64);
-                let record = StoredRecord {
-                    key,
-                    value: value.clone(),
-                    version,
-                    expires_unix_ms,
-                    replication,
-                    publisher: true,
-                };
                 let query = self.kad.put(now, key, value, ttl, replication, version);
-                if self.storage.is_some() {
-                    self.local_puts.insert(query, record);
-                }
+                // The state machine decided what it holds; once that is published, the
+                // connection's note of the PUT is not needed for read-your-writes.
+                self.apply_store_changes(now);
+                self.reads.forget_put(&key, (false, version));
                 if let Some(reply) = reply {
                     self.waiting.puts.insert(query, reply);
                 }
@@ -187,17 +191,9 @@ impl Driver {
                 record,
                 replication,
                 reply,
-            } => match self.kad.put_signed(now, record.clone(), replication) {
+            } => match self.kad.put_signed(now, record, replication) {
                 Ok(query) => {
                     self.waiting.signed_puts.insert(query, reply);
-                    if self.storage.is_some() {
-                        let stored = StoredSigned {
-                            record,
-                            replication,
-                            publisher: true,
-                        };
-                        self.local_signed_puts.insert(query, stored);
-                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "signed record refused");
@@ -276,67 +272,67 @@ impl Driver {
             id: inbound.from,
             addr: inbound.addr,
         };
-        let signed = match &request {
-            KadMessage::StoreSigned {
-                record,
-                replication,
-            } => Some(StoredSigned {
-                record: record.clone(),
-                replication: *replication,
-                publisher: false,
-            }),
-            _ => None,
-        };
-        let stored = match &request {
-            KadMessage::Store {
-                key,
-                value,
-                ttl_ms,
-                replication,
-                version,
-            } => Some(StoredRecord {
-                key: *key,
-                value: value.clone(),
-                version: *version,
-                expires_unix_ms: unix_ms().saturating_add(
-                    u64::from(*ttl_ms).min(self.kad.config().max_ttl.as_millis() as u64),
-                ),
-                replication: *replication,
-                publisher: false,
-            }),
-            _ => None,
-        };
-        let reply = self.kad.handle_request(now(), from, request);
-        match (&self.storage, stored, &reply) {
-            (Some(storage), Some(record), KadMessage::StoreReply { key, stored: true }) => {
-                // Answer "stored" only once the record is durable.
-                let key = *key;
-                storage.put_record(
-                    record,
-                    Some(Box::new(move |ok| {
-                        responder.send(KadMessage::StoreReply { key, stored: ok }.encode())
-                    })),
-                );
+        let now = now();
+        let reply = self.kad.handle_request(now, from, request);
+        self.apply_store_changes(now);
+        match (&self.storage, reply) {
+            (Some(storage), KadMessage::StoreReply { key, stored: true }) => {
+                // Answer "stored" only once what the STORE changed is durable.
+                storage.barrier(Box::new(move |ok| {
+                    responder.send(KadMessage::StoreReply { key, stored: ok }.encode())
+                }));
             }
-            (Some(storage), None, KadMessage::StoreReply { key, stored: true })
-                if signed.is_some() =>
-            {
-                let key = *key;
-                if let Some(signed) = signed {
-                    storage.put_signed(
-                        signed,
-                        Some(Box::new(move |ok| {
-                            responder.send(KadMessage::StoreReply { key, stored: ok }.encode())
-                        })),
+            (_, reply) => responder.send(reply.encode()),
+        }
+    }
+
+    /// Writes what the state machine's store changed to the read path and the disk.
+    fn apply_store_changes(&mut self, now: std::time::Instant) {
+        while let Some(change) = self.kad.poll_store_change() {
+            let key = change.key();
+            let held = match change {
+                StoreChange::Held(_) => self.kad.held(&key).filter(|(r, _)| r.expires > now),
+                StoreChange::Removed(..) => None,
+            };
+            self.reads
+                .publish(key, held.map(|(record, signed)| Copy::of(record, signed)));
+            let Some(storage) = &self.storage else {
+                continue;
+            };
+            match held {
+                Some((record, None)) => {
+                    let left = record.expires.saturating_duration_since(now);
+                    storage.put_record(
+                        StoredRecord {
+                            key,
+                            value: record.value.clone(),
+                            version: record.version,
+                            expires_unix_ms: unix_ms().saturating_add(left.as_millis() as u64),
+                            replication: record.replication,
+                            publisher: record.publisher,
+                        },
+                        None,
                     );
                 }
+                Some((record, Some(signed))) => storage.put_signed(
+                    StoredSigned {
+                        record: signed.clone(),
+                        replication: record.replication,
+                        publisher: record.publisher,
+                    },
+                    None,
+                ),
+                None => storage.remove(key),
             }
-            _ => responder.send(reply.encode()),
         }
     }
 
     /// Hands every pending transmit to `net` and every finished operation to its caller.
     fn drain(&mut self) {
+        self.apply_store_changes(now());
+        let alone = self.kad.contact_count() == 0;
+        self.reads
+            .set_local_is_final(alone || self.kad.config().read_quorum <= 1);
         while let Some(transmit) = self.kad.poll_transmit() {
             self.send(transmit);
         }
@@ -413,42 +409,23 @@ impl Driver {
                 query,
                 value,
                 signed,
+                version,
                 ..
             } => {
                 if let Some(reply) = self.waiting.gets.remove(&query) {
-                    let _ = reply.send(value);
+                    let rank = (signed.is_some(), version.unwrap_or_default());
+                    let _ = reply.send(value.map(|v| (v, rank)));
                 } else if let Some(reply) = self.waiting.signed_gets.remove(&query) {
                     let _ = reply.send(signed);
                 }
             }
             Event::PutFinished {
                 query,
+                key,
                 stored_remote,
                 stored_local,
-                ..
             } => {
-                match (self.local_puts.remove(&query), &self.storage, stored_local) {
-                    (Some(record), Some(storage), true) => {
-                        let key = record.key;
-                        storage.put_record(
-                            record,
-                            Some(Box::new(move |durable| {
-                                tracing::debug!(%key, stored_remote, durable, "PUT done");
-                            })),
-                        );
-                    }
-                    (record, ..) => {
-                        let key = record.map(|r| r.key);
-                        tracing::debug!(?key, stored_remote, stored_local, "PUT done");
-                    }
-                }
-                if let (Some(signed), Some(storage), true) = (
-                    self.local_signed_puts.remove(&query),
-                    &self.storage,
-                    stored_local,
-                ) {
-                    storage.put_signed(signed, None);
-                }
+                tracing::debug!(%key, stored_remote, stored_local, "PUT done");
                 if let Some(reply) = self.waiting.signed_puts.remove(&query) {
                     let status = if stored_remote > 0 || stored_local {
                         PutSignedStatus::Stored

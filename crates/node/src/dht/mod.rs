@@ -2,12 +2,14 @@
 //! cloneable [`DhtHandle`] through which the API server (and the chat) use it.
 
 mod driver;
+mod reads;
 
-use crate::storage::{unix_ms, Loaded, Storage, StoredRecord};
+use crate::storage::{unix_ms, Loaded, Storage};
 use crate::NodeError;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -23,11 +25,13 @@ use voidmesh_proto::{Contact, Key, NodeId, Version};
 /// ALPN protocol name of the DHT overlay.
 pub const DHT_ALPN: &[u8] = b"voidmesh-kad/1";
 
+use reads::{Copy, LocalReads, Rank};
+
 /// Commands the driver task accepts.
 pub(crate) enum Command {
     Get {
         key: Key,
-        reply: oneshot::Sender<Option<Bytes>>,
+        reply: oneshot::Sender<Option<(Bytes, Rank)>>,
     },
     Put {
         key: Key,
@@ -84,10 +88,12 @@ pub enum BootstrapError {
 #[error("the DHT service has stopped")]
 pub struct Stopped;
 
-/// A cloneable handle to a running DHT; every method talks to the driver task.
+/// A cloneable handle to a running DHT: commands go to the driver task; GETs that the
+/// node answers alone are read from the driver's published read path.
 #[derive(Clone)]
 pub struct DhtHandle {
     commands: mpsc::Sender<Command>,
+    reads: Arc<LocalReads>,
 }
 
 impl DhtHandle {
@@ -101,11 +107,34 @@ impl DhtHandle {
     }
 
     /// Searches the network for `key`; `None` after a bounded search found nothing.
+    /// A PUT this node accepted before the call is seen (or a newer value).
     ///
     /// # Errors
     /// [`Stopped`] if the service is shutting down.
     pub async fn get(&self, key: Key) -> Result<Option<Bytes>, Stopped> {
-        self.call(|reply| Command::Get { key, reply }).await
+        let before = self.reads.read(std::time::Instant::now(), &key);
+        if let (true, Some(copy)) = (before.final_answer, &before.copy) {
+            return Ok(Some(copy.value.clone()));
+        }
+        let found = self.call(|reply| Command::Get { key, reply }).await?;
+        let found = found.map(|(value, rank)| Copy {
+            value,
+            rank,
+            expires: std::time::Instant::now(),
+        });
+        // A PUT read on another connection while the GET ran counts too: its connection
+        // may have been scheduled after this one although its client wrote first.
+        let after = self.reads.read(std::time::Instant::now(), &key);
+        let local = reads::newest(before.copy, after.copy);
+        Ok(reads::newest(local, found).map(|c| c.value))
+    }
+
+    /// The value of `key` when this node answers a GET for it alone, at once: it holds a
+    /// copy and knows no other node (or `read_quorum` is 1). `None` when the GET must go
+    /// through [`get`](Self::get), as does every miss.
+    pub fn get_now(&self, key: &Key) -> Option<Bytes> {
+        let local = self.reads.read(std::time::Instant::now(), key);
+        local.final_answer.then_some(local.copy?.value)
     }
 
     /// Stores `value` under `key` and waits until the STOREs were answered.
@@ -119,18 +148,22 @@ impl DhtHandle {
         ttl: Duration,
         replication: u8,
     ) -> Result<PutReport, Stopped> {
+        let version = new_version();
+        self.reads.note_put(key, &value, ttl, version);
         self.call(|reply| Command::Put {
             key,
             value,
             ttl,
             replication,
-            version: new_version(),
+            version,
             reply: Some(reply),
         })
         .await
     }
 
-    /// Stores `value` under `key` without waiting for the outcome (the API's PUT).
+    /// Stores `value` under `key` without waiting for the outcome (the API's PUT). From
+    /// the moment this is called, a GET at this node on any connection sees the value (or
+    /// a newer one) for as long as `ttl` lasts (capped at the configured `max_ttl`).
     ///
     /// # Errors
     /// [`Stopped`] if the service is shutting down.
@@ -141,13 +174,15 @@ impl DhtHandle {
         ttl: Duration,
         replication: u8,
     ) -> Result<(), Stopped> {
+        let version = new_version();
+        self.reads.note_put(key, &value, ttl, version);
         self.commands
             .send(Command::Put {
                 key,
                 value,
                 ttl,
                 replication,
-                version: new_version(),
+                version,
                 reply: None,
             })
             .await
@@ -230,15 +265,19 @@ pub struct DhtNode {
 /// File name of the record store inside `data_dir`.
 pub const RECORD_STORE: &str = "dht.redb";
 
-/// Puts records read from disk back into the state machine; returns how many it kept.
+/// Puts records read from disk back into the state machine, and deletes from disk those
+/// it does not keep (e.g. beyond a bound lowered since the last run); returns how many
+/// it kept.
 fn restore_records(
     kad: &mut Kademlia,
     now: std::time::Instant,
-    records: Vec<StoredRecord>,
+    loaded: Loaded,
+    storage: Option<&Storage>,
 ) -> usize {
     let now_ms = unix_ms();
     let mut kept = 0;
-    for r in records {
+    let mut refused = Vec::new();
+    for r in loaded.records {
         let left = Duration::from_millis(r.expires_unix_ms.saturating_sub(now_ms));
         let record = voidmesh_kad::Record {
             value: r.value,
@@ -249,6 +288,32 @@ fn restore_records(
         };
         if kad.restore_record(now, r.key, record).is_held() {
             kept += 1;
+        } else {
+            refused.push(r.key);
+        }
+    }
+    for s in loaded.signed {
+        let key = s.record.key();
+        if kad
+            .restore_signed(now, s.record, s.replication, s.publisher)
+            .is_held()
+        {
+            kept += 1;
+        } else {
+            refused.push(key);
+        }
+    }
+    // What was restored is on disk already; what a later restore evicted is not held.
+    while let Some(change) = kad.poll_store_change() {
+        if let voidmesh_kad::StoreChange::Removed(key, _) = change {
+            refused.push(key);
+        }
+    }
+    if let Some(storage) = storage {
+        for key in refused {
+            if kad.held(&key).is_none() {
+                storage.remove(key);
+            }
         }
     }
     kept
@@ -278,7 +343,7 @@ impl DhtNode {
             max_message_size: MAX_PEER_MESSAGE,
             idle_timeout: Duration::from_secs(120),
         };
-        let (storage, loaded) = match data_dir {
+        let (storage, mut loaded) = match data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     NodeError::Storage(format!("cannot create {}: {e}", dir.display()))
@@ -301,29 +366,24 @@ impl DhtNode {
         let mut state = Kademlia::new(node_id, kad, now);
         // Signed records' expiry is checked against Unix time; the driver refreshes it.
         state.set_unix_time(now, unix_ms() / 1000);
-        let mut restored = restore_records(&mut state, now, loaded.records);
-        for s in loaded.signed {
-            if state
-                .restore_signed(now, s.record, s.replication, s.publisher)
-                .is_held()
-            {
-                restored += 1;
-            }
-        }
+        let remembered = std::mem::take(&mut loaded.contacts);
+        let restored = restore_records(&mut state, now, loaded, storage.as_ref());
         if restored > 0 {
             tracing::info!(records = restored, "records restored from disk");
         }
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
-        let driver = driver::Driver::new(state, endpoint, storage);
+        let reads = Arc::new(LocalReads::new(state.config().max_ttl));
+        let driver = driver::Driver::new(state, endpoint, storage, reads.clone());
         let task = tokio::spawn(driver.run(commands_rx, inbound, shutdown.clone()));
         Ok(DhtNode {
             handle: DhtHandle {
                 commands: commands_tx,
+                reads,
             },
             node_id,
             p2p_addr,
-            remembered: loaded.contacts,
+            remembered,
             shutdown,
             task,
         })

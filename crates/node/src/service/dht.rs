@@ -37,7 +37,7 @@ impl DhtService {
         config: &DhtConfig,
         data_dir: Option<&Path>,
     ) -> Result<DhtService, NodeError> {
-        let (listener, api_addr) = bind_api("DHT API", config.api_address).await?;
+        let (listener, api_addr) = bind_api("DHT API", config.api_address)?;
         let node = DhtNode::start(identity, config.p2p_address, config.kad.clone(), data_dir)?;
         // Remembered contacts make the node independent of any one bootstrapper.
         let mut peers = config.bootstrappers.clone();
@@ -48,14 +48,14 @@ impl DhtService {
         );
         let shutdown = CancellationToken::new();
         let handle = node.handle();
-        let api_task = tokio::spawn(api::server::serve(
+        let api_task = api::server::spawn_on_api_thread(
             listener,
             config.max_api_connections,
             shutdown.clone(),
             move |stream, peer, stop| {
                 api::dht::handle_connection(stream, peer, handle.clone(), stop)
             },
-        ));
+        );
         let join_task = tokio::spawn(join_network(node.handle(), peers, shutdown.clone()));
         tracing::info!(
             node_id = %node.node_id(),

@@ -39,7 +39,7 @@ impl GossipService {
         config: &GossipConfig,
         data_dir: Option<&Path>,
     ) -> Result<GossipService, NodeError> {
-        let (listener, api_addr) = bind_api("gossip API", config.api_address).await?;
+        let (listener, api_addr) = bind_api("gossip API", config.api_address)?;
         let node = GossipNode::start(identity, config.p2p_address, config.gossip.clone()).map_err(
             |e| NodeError::Bind {
                 what: "gossip overlay",
@@ -49,14 +49,14 @@ impl GossipService {
         )?;
         let shutdown = CancellationToken::new();
         let handle = node.handle();
-        let api_task = tokio::spawn(api::server::serve(
+        let api_task = api::server::spawn_on_api_thread(
             listener,
             config.max_api_connections,
             shutdown.clone(),
             move |stream, peer, stop| {
                 api::gossip::handle_connection(stream, peer, handle.clone(), stop)
             },
-        ));
+        );
         let mut peers = config.bootstrappers.clone();
         peers.extend(config.known_peers.iter().cloned());
         if let Some(dir) = data_dir {

@@ -7,20 +7,19 @@ pub use dht::DhtService;
 pub use gossip::GossipService;
 
 use crate::NodeError;
-use std::net::SocketAddr;
-use tokio::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
-/// Binds an API listener, naming `what` in the error.
-async fn bind_api(
-    what: &'static str,
-    addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), NodeError> {
+/// Binds a non-blocking API listener (for
+/// [`spawn_on_api_thread`](crate::api::server::spawn_on_api_thread)), naming `what` in
+/// the error.
+fn bind_api(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> {
     let bind_error = |e: std::io::Error| NodeError::Bind {
         what,
         addr,
         reason: e.to_string(),
     };
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     Ok((listener, local))
 }
