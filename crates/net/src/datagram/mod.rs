@@ -355,7 +355,8 @@ impl Codec {
         }
     }
 
-    /// Seals a request to `to` at `to_addr`.
+    /// Seals a request to `to`. The destination address plays no part: the peer's token
+    /// is bound to our address as the peer sees it, so it stays valid if the peer moves.
     ///
     /// If we hold no usable token from `to`, the request is padded so that a reply with
     /// `reply_room` payload bytes (and a token) is no larger than it (capped at
@@ -369,11 +370,9 @@ impl Codec {
         &mut self,
         now_us: u64,
         to: &PeerKey,
-        to_addr: SocketAddr,
         payload: &[u8],
         reply_room: usize,
     ) -> Result<SealedRequest, DatagramError> {
-        let _ = to_addr; // tokens are bound to the address the peer sees, not this one
         if self.pending.len() >= self.config.max_outstanding {
             self.expire(now_us);
             if self.pending.len() >= self.config.max_outstanding {
@@ -686,7 +685,7 @@ pub fn fuzz_open(data: &[u8]) {
     let payload = data
         .get(..data.len().min(MAX_REQUEST_PAYLOAD))
         .unwrap_or_default();
-    let Ok(req) = a.seal_request(now, &b_pub, addr, payload, 0) else {
+    let Ok(req) = a.seal_request(now, &b_pub, payload, 0) else {
         return;
     };
     let (altered, changed) = mutate(&req.datagram, data);

@@ -33,9 +33,7 @@ fn public(n: u8) -> PeerKey {
 
 /// A request from `a` to `b` opened by `b`.
 fn request(a: &mut Codec, b: &mut Codec, payload: &[u8]) -> (SealedRequest, Opened) {
-    let sealed = a
-        .seal_request(NOW, &b.local().clone(), addr(2), payload, 0)
-        .unwrap();
+    let sealed = a.seal_request(NOW, &b.local().clone(), payload, 0).unwrap();
     let opened = b.open(NOW, addr(1), &sealed.datagram).unwrap();
     (sealed, opened)
 }
@@ -47,7 +45,7 @@ fn round_trip_first_contact_with_only_the_public_key() {
     // a knows only b's 32-byte public key, as a FIND_NODE reply would carry it.
     let b_pub = PeerKey::from_bytes(&key(2).verifying_key().to_bytes()).unwrap();
     let req = a
-        .seal_request(NOW, &b_pub, addr(2), b"\x00\x00\x00\x0a\x02\x94ping", 0)
+        .seal_request(NOW, &b_pub, b"\x00\x00\x00\x0a\x02\x94ping", 0)
         .unwrap();
     assert_eq!(req.datagram[0], KIND_REQUEST);
     assert_eq!(req.datagram.len(), REQUEST_OVERHEAD + 10);
@@ -77,9 +75,7 @@ fn round_trip_first_contact_with_only_the_public_key() {
     assert_eq!(a.outstanding(), 0);
 
     // The second request carries b's token: validated, and a large reply may go.
-    let req2 = a
-        .seal_request(NOW + 1000, &b_pub, addr(2), b"find", 0)
-        .unwrap();
+    let req2 = a.seal_request(NOW + 1000, &b_pub, b"find", 0).unwrap();
     assert_eq!(req2.datagram.len(), REQUEST_OVERHEAD + TOKEN_LEN + 4);
     let opened2 = b.open(NOW + 1100, addr(1), &req2.datagram).unwrap();
     assert!(opened2.address_validated);
@@ -109,11 +105,11 @@ fn largest_payloads_fit_1200_bytes() {
     a.open(NOW, addr(2), &r.datagram).unwrap();
     let b_pub = b.local().clone();
     let req = a
-        .seal_request(NOW + 1, &b_pub, addr(2), &[1; MAX_REQUEST_PAYLOAD], 0)
+        .seal_request(NOW + 1, &b_pub, &[1; MAX_REQUEST_PAYLOAD], 0)
         .unwrap();
     assert_eq!(req.datagram.len(), DEFAULT_MAX_DATAGRAM);
     assert!(matches!(
-        a.seal_request(NOW + 2, &b_pub, addr(2), &[1; MAX_REQUEST_PAYLOAD + 1], 0),
+        a.seal_request(NOW + 2, &b_pub, &[1; MAX_REQUEST_PAYLOAD + 1], 0),
         Err(DatagramError::TooLarge { .. })
     ));
     let o = b.open(NOW + 3, addr(1), &req.datagram).unwrap();
@@ -132,9 +128,7 @@ fn largest_payloads_fit_1200_bytes() {
 fn wrong_receiver_cannot_open() {
     let mut a = codec(1);
     let mut c = codec(3);
-    let req = a
-        .seal_request(NOW, &public(2), addr(2), b"for b", 0)
-        .unwrap();
+    let req = a.seal_request(NOW, &public(2), b"for b", 0).unwrap();
     assert_eq!(
         c.open(NOW, addr(1), &req.datagram).unwrap_err(),
         DatagramError::Unauthenticated
@@ -146,9 +140,7 @@ fn wrong_receiver_cannot_open() {
 fn every_flipped_bit_and_every_truncation_is_refused() {
     let mut a = codec(1);
     let mut b = codec(2);
-    let req = a
-        .seal_request(NOW, &public(2), addr(2), b"payload!", 0)
-        .unwrap();
+    let req = a.seal_request(NOW, &public(2), b"payload!", 0).unwrap();
     for i in 0..req.datagram.len() * 8 {
         let mut d = req.datagram.clone();
         d[i / 8] ^= 1 << (i % 8);
@@ -209,9 +201,7 @@ fn first_byte_never_looks_like_quic() {
 fn a_datagram_claiming_another_node_id_fails() {
     let mut a = codec(1);
     let mut b = codec(2);
-    let req = a
-        .seal_request(NOW, &public(2), addr(2), b"hello", 0)
-        .unwrap();
+    let req = a.seal_request(NOW, &public(2), b"hello", 0).unwrap();
     // Sender key replaced by node 3's key.
     let mut d = req.datagram.clone();
     d[1..33].copy_from_slice(&key(3).verifying_key().to_bytes());
@@ -265,7 +255,7 @@ fn replayed_request_is_refused_and_stale_or_future_ones_too() {
     );
     // Old beyond the freshness window.
     let old = codec(4)
-        .seal_request(NOW - 61_000_000, &public(2), addr(2), b"x", 0)
+        .seal_request(NOW - 61_000_000, &public(2), b"x", 0)
         .unwrap();
     assert!(matches!(
         b.open(NOW, addr(4), &old.datagram).unwrap_err(),
@@ -274,7 +264,7 @@ fn replayed_request_is_refused_and_stale_or_future_ones_too() {
     // A sender whose clock is 2 minutes ahead.
     let mut c = codec(3);
     let fut = c
-        .seal_request(NOW + 120_000_000, &public(2), addr(2), b"x", 0)
+        .seal_request(NOW + 120_000_000, &public(2), b"x", 0)
         .unwrap();
     assert!(matches!(
         b.open(NOW, addr(3), &fut.datagram).unwrap_err(),
@@ -287,10 +277,7 @@ fn reordering_within_the_window_is_accepted() {
     let mut a = codec(1);
     let mut b = codec(2);
     let reqs: Vec<_> = (0..REPLAY_WINDOW as u64)
-        .map(|i| {
-            a.seal_request(NOW + i, &public(2), addr(2), b"x", 0)
-                .unwrap()
-        })
+        .map(|i| a.seal_request(NOW + i, &public(2), b"x", 0).unwrap())
         .collect();
     for r in reqs.iter().rev() {
         b.open(NOW + 100, addr(1), &r.datagram).unwrap();
@@ -302,14 +289,9 @@ fn reordering_within_the_window_is_accepted() {
         );
     }
     // A window full of newer counters refuses an older, never-seen one.
-    let late = a
-        .seal_request(NOW + 50, &public(2), addr(2), b"x", 0)
-        .unwrap();
+    let late = a.seal_request(NOW + 50, &public(2), b"x", 0).unwrap();
     let newer: Vec<_> = (0..REPLAY_WINDOW as u64)
-        .map(|_| {
-            a.seal_request(NOW + 60, &public(2), addr(2), b"x", 0)
-                .unwrap()
-        })
+        .map(|_| a.seal_request(NOW + 60, &public(2), b"x", 0).unwrap())
         .collect();
     for r in &newer {
         b.open(NOW + 100, addr(1), &r.datagram).unwrap();
@@ -348,7 +330,7 @@ fn replay_after_eviction() {
     for n in 3..6 {
         let mut c = codec(n);
         let r = c
-            .seal_request(NOW + 61_000_000, &public(2), addr(2), b"x", 0)
+            .seal_request(NOW + 61_000_000, &public(2), b"x", 0)
             .unwrap();
         b.open(NOW + 61_000_000, addr(n), &r.datagram).unwrap();
     }
@@ -417,9 +399,7 @@ fn replies_must_answer_an_outstanding_request() {
     let (req3, _) = request(&mut a, &mut b, b"q3");
     let mut c = codec(3);
     let (_, c_opened) = {
-        let s = a
-            .seal_request(NOW, &public(3), addr(3), b"to c", 0)
-            .unwrap();
+        let s = a.seal_request(NOW, &public(3), b"to c", 0).unwrap();
         let o = c.open(NOW, addr(1), &s.datagram).unwrap();
         (s, o)
     };
@@ -454,7 +434,7 @@ fn no_amplification_to_an_unvalidated_address() {
     assert_eq!(got.request_id, req.request_id);
     // Sealed again with the token: validated, the large answer goes.
     let req2 = a
-        .seal_request(NOW + 1, &public(2), addr(2), b"find_node", 0)
+        .seal_request(NOW + 1, &public(2), b"find_node", 0)
         .unwrap();
     let opened2 = b.open(NOW + 1, addr(1), &req2.datagram).unwrap();
     assert!(opened2.address_validated);
@@ -469,7 +449,7 @@ fn no_amplification_to_an_unvalidated_address() {
 
     // A spoofed source: the token was minted for addr(1), the datagram claims addr(7).
     let req3 = a
-        .seal_request(NOW + 2, &public(2), addr(2), b"find_node", 0)
+        .seal_request(NOW + 2, &public(2), b"find_node", 0)
         .unwrap();
     let opened3 = b.open(NOW + 2, addr(7), &req3.datagram).unwrap();
     assert!(!opened3.address_validated);
@@ -482,7 +462,7 @@ fn no_amplification_to_an_unvalidated_address() {
     let late = NOW + 2 * 600_000_000 + 5;
     let mut c = codec(3);
     let (_, o) = {
-        let s = c.seal_request(NOW, &public(2), addr(2), b"x", 0).unwrap();
+        let s = c.seal_request(NOW, &public(2), b"x", 0).unwrap();
         let o = b.open(NOW, addr(3), &s.datagram).unwrap();
         (s, o)
     };
@@ -490,7 +470,7 @@ fn no_amplification_to_an_unvalidated_address() {
         .seal_reply(NOW, o.reply_to.as_ref().unwrap(), b"y")
         .unwrap();
     c.open(NOW, addr(2), &r.datagram).unwrap();
-    let s = c.seal_request(late, &public(2), addr(2), b"x", 0).unwrap();
+    let s = c.seal_request(late, &public(2), b"x", 0).unwrap();
     assert_eq!(
         s.datagram.len(),
         REQUEST_OVERHEAD + 1,
@@ -504,7 +484,7 @@ fn padding_lets_a_first_contact_get_a_large_reply_at_once() {
     let mut b = codec(2);
     let big = vec![5u8; 1000];
     let req = a
-        .seal_request(NOW, &public(2), addr(2), b"find_node", big.len())
+        .seal_request(NOW, &public(2), b"find_node", big.len())
         .unwrap();
     assert_eq!(req.datagram.len(), REPLY_OVERHEAD + TOKEN_LEN + big.len());
     let opened = b.open(NOW, addr(1), &req.datagram).unwrap();
@@ -518,9 +498,7 @@ fn padding_lets_a_first_contact_get_a_large_reply_at_once() {
     assert_eq!(a.open(NOW, addr(2), &reply.datagram).unwrap().payload, big);
     // Padding is capped at the datagram limit.
     let mut c = codec(3);
-    let req = c
-        .seal_request(NOW, &public(2), addr(2), b"x", 60_000)
-        .unwrap();
+    let req = c.seal_request(NOW, &public(2), b"x", 60_000).unwrap();
     assert_eq!(req.datagram.len(), DEFAULT_MAX_DATAGRAM);
 }
 
@@ -545,15 +523,11 @@ fn flood_of_fresh_keys_keeps_the_cache_bounded() {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         let mut attacker = Codec::new(&SigningKey::from_bytes(&secret), secret, Config::default());
-        let s = attacker
-            .seal_request(NOW + i, &b_pub, addr(9), b"flood", 0)
-            .unwrap();
+        let s = attacker.seal_request(NOW + i, &b_pub, b"flood", 0).unwrap();
         b.open(NOW + i, addr(9), &s.datagram).unwrap();
         assert!(b.peer_count() <= BOUND);
         if i % 10_000 == 0 {
-            let s = a
-                .seal_request(NOW + i, &b_pub, addr(2), b"still here", 0)
-                .unwrap();
+            let s = a.seal_request(NOW + i, &b_pub, b"still here", 0).unwrap();
             assert_eq!(
                 b.open(NOW + i, addr(1), &s.datagram).unwrap().payload,
                 b"still here"
@@ -579,16 +553,14 @@ fn outstanding_requests_are_bounded() {
         },
     );
     for i in 0..3 {
-        a.seal_request(NOW + i, &public(2), addr(2), b"x", 0)
-            .unwrap();
+        a.seal_request(NOW + i, &public(2), b"x", 0).unwrap();
     }
     assert_eq!(
-        a.seal_request(NOW + 3, &public(2), addr(2), b"x", 0)
-            .unwrap_err(),
+        a.seal_request(NOW + 3, &public(2), b"x", 0).unwrap_err(),
         DatagramError::TooManyOutstanding
     );
     // Once they time out, room again.
-    a.seal_request(NOW + 10_000_003, &public(2), addr(2), b"x", 0)
+    a.seal_request(NOW + 10_000_003, &public(2), b"x", 0)
         .unwrap();
     assert_eq!(a.outstanding(), 1);
 }
@@ -597,8 +569,8 @@ fn outstanding_requests_are_bounded() {
 fn deterministic_with_a_seed() {
     let mut a1 = codec(1);
     let mut a2 = codec(1);
-    let r1 = a1.seal_request(NOW, &public(2), addr(2), b"x", 0).unwrap();
-    let r2 = a2.seal_request(NOW, &public(2), addr(2), b"x", 0).unwrap();
+    let r1 = a1.seal_request(NOW, &public(2), b"x", 0).unwrap();
+    let r2 = a2.seal_request(NOW, &public(2), b"x", 0).unwrap();
     assert_eq!(r1.datagram, r2.datagram);
 }
 
@@ -635,7 +607,7 @@ proptest! {
         fuzz_open(&mask);
         let mut a = codec(1);
         let mut b = codec(2);
-        let req = a.seal_request(NOW, &public(2), addr(2), &payload, 0).unwrap();
+        let req = a.seal_request(NOW, &public(2), &payload, 0).unwrap();
         let (d, changed) = mutate(&req.datagram, &mask);
         if changed {
             prop_assert!(b.open(NOW, addr(1), &d).is_err());
@@ -692,7 +664,7 @@ fn measure() {
         let mut t = NOW;
         let warm = per_op(20_000, || {
             t += 1;
-            let s = a.seal_request(t, &b_pub, addr(2), &payload, 0).unwrap();
+            let s = a.seal_request(t, &b_pub, &payload, 0).unwrap();
             let o = b.open(t, addr(1), &s.datagram).unwrap();
             black_box(o);
             a.forget_request(s.request_id);
@@ -701,13 +673,7 @@ fn measure() {
         let round = per_op(20_000, || {
             t += 1;
             let s = a
-                .seal_request(
-                    t,
-                    &b_pub,
-                    addr(2),
-                    b"0123456789012345678901234567890123456789",
-                    0,
-                )
+                .seal_request(t, &b_pub, b"0123456789012345678901234567890123456789", 0)
                 .unwrap();
             let o = b.open(t, addr(1), &s.datagram).unwrap();
             let r = b
@@ -728,7 +694,7 @@ fn measure() {
         let mut b = Codec::new(&sk, seed, Config::default());
         let mut a = codec(1);
         let s = a
-            .seal_request(NOW, &b.local().clone(), addr(2), &[1; 200], 0)
+            .seal_request(NOW, &b.local().clone(), &[1; 200], 0)
             .unwrap();
         let o = b.open(NOW, addr(1), &s.datagram).unwrap();
         let r = b
