@@ -299,7 +299,9 @@ impl Engine {
             chat_addrs: self.chat_addrs.clone(),
             gossip_addr: self.gossip_addr,
         };
-        let expiry = (unix_ms() / 1000) + self.config.presence_ttl.as_secs().max(1);
+        // Rounded up to the next whole second: the record never lives less than asked.
+        let ttl_ms = u64::try_from(self.config.presence_ttl.as_millis()).unwrap_or(u64::MAX);
+        let expiry = unix_ms().saturating_add(ttl_ms.max(1000)).div_ceil(1000);
         match presence.sign(&self.user, &self.name, self.presence_seq, expiry) {
             Ok(record) => Some(record),
             Err(e) => {

@@ -123,6 +123,10 @@ pub struct Loaded {
     pub contacts: Vec<Contact>,
 }
 
+/// Slack a database file may take beyond twice its records' byte bound before it is
+/// compacted (redb's copy-on-write pages, free lists and contacts).
+pub const FILE_SLACK: u64 = 4 << 20;
+
 /// Runs after a write's commit, with `true` if it is durable.
 pub type Completion = Box<dyn FnOnce(bool) + Send>;
 
@@ -150,11 +154,13 @@ pub fn unix_ms() -> u64 {
 
 impl Storage {
     /// Opens (or creates) the database at `path`, reads what it holds, and starts the
-    /// writer thread.
+    /// writer thread. `max_record_bytes` is the record store's bound: the writer
+    /// compacts the file whenever it grows past `2 × max_record_bytes + FILE_SLACK`, so
+    /// freed pages cannot pile up.
     ///
     /// # Errors
     /// When the file cannot be opened or read (e.g. it is not a redb database).
-    pub fn open(path: &Path) -> Result<(Storage, Loaded), StorageError> {
+    pub fn open(path: &Path, max_record_bytes: usize) -> Result<(Storage, Loaded), StorageError> {
         let fail = |e: redb::Error| StorageError {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -162,9 +168,15 @@ impl Storage {
         let db = Database::create(path).map_err(|e| fail(e.into()))?;
         let loaded = load(&db).map_err(fail)?;
         let (tx, rx) = mpsc::channel();
+        let file = File {
+            path: path.to_owned(),
+            compact_above: (max_record_bytes as u64)
+                .saturating_mul(2)
+                .saturating_add(FILE_SLACK),
+        };
         let thread = std::thread::Builder::new()
             .name("voidmesh-storage".into())
-            .spawn(move || writer(db, rx))
+            .spawn(move || writer(db, file, rx))
             .map_err(|e| fail(redb::Error::Io(e)))?;
         Ok((
             Storage {
@@ -287,9 +299,15 @@ fn load(db: &Database) -> Result<Loaded, redb::Error> {
     Ok(loaded)
 }
 
-/// The writer thread: group-commits queued operations and runs their completions. Ends
-/// when the handle is dropped.
-fn writer(db: Database, ops: mpsc::Receiver<Op>) {
+/// Where the database lives and when it is compacted.
+struct File {
+    path: std::path::PathBuf,
+    compact_above: u64,
+}
+
+/// The writer thread: group-commits queued operations, runs their completions, and
+/// compacts the file when it outgrows its bound. Ends when the handle is dropped.
+fn writer(mut db: Database, file: File, ops: mpsc::Receiver<Op>) {
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
         batch.extend(ops.try_iter());
@@ -301,6 +319,16 @@ fn writer(db: Database, ops: mpsc::Receiver<Op>) {
         let ok = result.is_ok();
         for done in completions {
             done(ok);
+        }
+        let size = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+        if size > file.compact_above {
+            match db.compact() {
+                Ok(_) => {
+                    let after = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+                    tracing::debug!(before = size, after, "record store compacted");
+                }
+                Err(e) => tracing::warn!(error = %e, "compacting the record store failed"),
+            }
         }
     }
 }
@@ -372,7 +400,7 @@ mod tests {
         let later = unix_ms() + 60_000;
         let done = Arc::new(Mutex::new(Vec::new()));
         {
-            let (storage, loaded) = Storage::open(&path).unwrap();
+            let (storage, loaded) = Storage::open(&path, 1 << 20).unwrap();
             assert!(loaded.records.is_empty());
             let d = done.clone();
             storage.put_record(
@@ -393,7 +421,7 @@ mod tests {
             vec![true],
             "completion ran after the commit"
         );
-        let (_storage, loaded) = Storage::open(&path).unwrap();
+        let (_storage, loaded) = Storage::open(&path, 1 << 20).unwrap();
         assert_eq!(
             loaded.records,
             vec![record(1, later)],
@@ -423,10 +451,10 @@ mod tests {
             publisher: true,
         };
         {
-            let (storage, _) = Storage::open(&path).unwrap();
+            let (storage, _) = Storage::open(&path, 1 << 20).unwrap();
             storage.put_signed(stored.clone(), None);
         }
-        let (_storage, loaded) = Storage::open(&path).unwrap();
+        let (_storage, loaded) = Storage::open(&path, 1 << 20).unwrap();
         assert_eq!(loaded.signed, vec![stored]);
     }
 
@@ -435,7 +463,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dht.redb");
         std::fs::write(&path, b"not a database at all, just text").unwrap();
-        let err = Storage::open(&path).err().expect("refused");
+        let err = Storage::open(&path, 1 << 20).err().expect("refused");
         assert!(err.to_string().contains("dht.redb"), "{err}");
     }
 }

@@ -85,8 +85,8 @@ pub struct Kademlia {
     stats: Stats,
     /// Token buckets of the peers that send requests.
     limiter: RateLimiter,
-    /// `(instant, Unix seconds)` from the driver; the Unix time at any later instant is
-    /// extrapolated from it. `None` until [`Kademlia::set_unix_time`] is called.
+    /// `(instant, Unix milliseconds)` from the driver; the Unix time at any later instant
+    /// is extrapolated from it. `None` until [`Kademlia::set_unix_time`] is called.
     unix_anchor: Option<(Instant, u64)>,
 }
 
@@ -195,8 +195,12 @@ impl Kademlia {
     /// The Unix time (seconds) at `now`, extrapolated from the last
     /// [`set_unix_time`](Self::set_unix_time); `None` before the first.
     pub fn unix_time(&self, now: Instant) -> Option<u64> {
-        let (at, unix) = self.unix_anchor?;
-        Some(unix.saturating_add(now.saturating_duration_since(at).as_secs()))
+        let (at, unix_ms) = self.unix_anchor?;
+        let elapsed =
+            u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX);
+        // Whole seconds of the extrapolated millisecond time: never ahead of the clock, and
+        // at most 1 s behind (so an expiry checked against it is never cut short).
+        Some(unix_ms.saturating_add(elapsed) / 1000)
     }
 
     /// Number of operations still running (commands and internal lookups such as bucket
@@ -247,7 +251,14 @@ impl Kademlia {
     /// plain versions from the future; call it at start and, to follow clock adjustments,
     /// whenever convenient (e.g. hourly).
     pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
-        self.unix_anchor = Some((now, unix_secs));
+        self.set_unix_time_ms(now, unix_secs.saturating_mul(1000));
+    }
+
+    /// Like [`set_unix_time`](Self::set_unix_time), to the millisecond: `unix_ms` is the
+    /// Unix time at `now` in milliseconds (what a driver reading the wall clock should
+    /// pass, so that whole seconds are not lost at every anchor).
+    pub fn set_unix_time_ms(&mut self, now: Instant, unix_ms: u64) {
+        self.unix_anchor = Some((now, unix_ms));
     }
 
     /// Puts a record straight into the local store, with the same rules as a STORE from a

@@ -143,7 +143,7 @@ impl Driver {
                 },
                 _ = &mut timer => self.kad.handle_timeout(now()),
                 _ = snapshot.tick(), if self.storage.is_some() => self.save_contacts(),
-                _ = clock.tick() => self.kad.set_unix_time(now(), unix_ms() / 1000),
+                _ = clock.tick() => self.kad.set_unix_time_ms(now(), unix_ms()),
             }
             self.drain();
         }

@@ -348,8 +348,9 @@ impl DhtNode {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     NodeError::Storage(format!("cannot create {}: {e}", dir.display()))
                 })?;
-                let (storage, loaded) = Storage::open(&dir.join(RECORD_STORE))
-                    .map_err(|e| NodeError::Storage(e.to_string()))?;
+                let (storage, loaded) =
+                    Storage::open(&dir.join(RECORD_STORE), kad.max_record_bytes)
+                        .map_err(|e| NodeError::Storage(e.to_string()))?;
                 (Some(storage), loaded)
             }
             None => (None, Loaded::default()),
@@ -365,7 +366,7 @@ impl DhtNode {
         let now = tokio::time::Instant::now().into_std();
         let mut state = Kademlia::new(node_id, kad, now);
         // Signed records' expiry is checked against Unix time; the driver refreshes it.
-        state.set_unix_time(now, unix_ms() / 1000);
+        state.set_unix_time_ms(now, unix_ms());
         let remembered = std::mem::take(&mut loaded.contacts);
         let restored = restore_records(&mut state, now, loaded, storage.as_ref());
         if restored > 0 {
