@@ -14,8 +14,9 @@
 //! one, then by version.
 
 use bytes::Bytes;
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 use voidmesh_kad::{Record, SignedRecord};
@@ -64,9 +65,11 @@ pub(crate) struct LocalRead {
 #[derive(Debug)]
 pub(crate) struct LocalReads {
     /// What the state machine holds, as of the driver's last turn.
-    published: [RwLock<HashMap<Key, Copy>>; SHARDS],
+    published: [RwLock<HashMap<Key, Copy, RandomState>>; SHARDS],
     /// PUTs read from API connections that the driver has not taken yet.
     noted: Mutex<HashMap<Key, Copy>>,
+    /// Entries in `noted`, so a read skips its lock when there are none.
+    noted_len: AtomicUsize,
     /// Whether a GET with a local copy finishes without asking the network.
     local_is_final: AtomicBool,
     /// The longest TTL the state machine keeps a record for.
@@ -78,14 +81,15 @@ impl LocalReads {
     /// driver says otherwise, every GET goes to the driver.
     pub fn new(max_ttl: Duration) -> LocalReads {
         LocalReads {
-            published: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+            published: std::array::from_fn(|_| RwLock::new(HashMap::default())),
             noted: Mutex::new(HashMap::new()),
+            noted_len: AtomicUsize::new(0),
             local_is_final: AtomicBool::new(false),
             max_ttl,
         }
     }
 
-    fn shard(&self, key: &Key) -> &RwLock<HashMap<Key, Copy>> {
+    fn shard(&self, key: &Key) -> &RwLock<HashMap<Key, Copy, RandomState>> {
         &self.published[usize::from(key.0[0]) % SHARDS]
     }
 
@@ -95,13 +99,15 @@ impl LocalReads {
             .get(key)
             .filter(|c| c.expires > now)
             .cloned();
-        let noted = {
-            let noted = lock(&self.noted);
-            if noted.is_empty() {
-                None
-            } else {
-                noted.get(key).filter(|c| c.expires > now).cloned()
-            }
+        // Acquire pairs with the Release in `note_put`: a note made before this read
+        // began is seen.
+        let noted = if self.noted_len.load(Ordering::Acquire) == 0 {
+            None
+        } else {
+            lock(&self.noted)
+                .get(key)
+                .filter(|c| c.expires > now)
+                .cloned()
         };
         LocalRead {
             copy: newest(published, noted),
@@ -125,6 +131,7 @@ impl LocalReads {
         if !keep_held {
             noted.insert(key, copy);
         }
+        self.noted_len.store(noted.len(), Ordering::Release);
     }
 
     /// The driver has handed the PUT of `rank` under `key` to the state machine (which
@@ -134,6 +141,7 @@ impl LocalReads {
         if noted.get(key).is_some_and(|held| held.rank == rank) {
             noted.remove(key);
         }
+        self.noted_len.store(noted.len(), Ordering::Release);
     }
 
     /// The driver publishes what the state machine holds under `key` (`None`: nothing).
