@@ -5,6 +5,9 @@
 //! - At most one cached connection per peer. If both sides dialed each other at the same
 //!   moment, both keep the connection opened by the node with the smaller id, so the
 //!   pair converges on one connection (the other idles out).
+//! - A handshake from a peer whose cached connection is older than one handshake can take
+//!   is no simultaneous dial: the peer started over (it restarted, or dropped the old
+//!   connection), so the new connection replaces the old one, which is never reused.
 //! - `addrs` maps the address a connection was made with (for connections the peer
 //!   opened: its source address, which is its listening address since each node dials
 //!   from its listening socket) to the proved node id, for requests that do not name
@@ -30,6 +33,8 @@ struct Peer {
     conn: quinn::Connection,
     /// Whether we opened it; decides which of two simultaneous connections stays.
     outbound: bool,
+    /// When it was cached.
+    since: Instant,
     /// When a request last went either way on it.
     last_used: Instant,
 }
@@ -145,17 +150,21 @@ impl Cache {
     }
 
     /// Caches an established connection to `peer`. `we_are_smaller` is whether our id is
-    /// below the peer's: the connection opened by the smaller id wins a tie.
+    /// below the peer's: the connection opened by the smaller id wins a tie between
+    /// connections cached less than `handshake_time` apart; an older one is replaced.
     pub(crate) fn insert(
         &mut self,
         conn: quinn::Connection,
         peer: NodeId,
-        outbound: bool,
-        we_are_smaller: bool,
+        (outbound, we_are_smaller): (bool, bool),
+        handshake_time: Duration,
         now: Instant,
     ) {
         let keep_old = match self.peers.get(&peer) {
-            Some(old) if old.conn.close_reason().is_none() => {
+            Some(old)
+                if old.conn.close_reason().is_none()
+                    && now.saturating_duration_since(old.since) < handshake_time =>
+            {
                 let preferred_outbound = we_are_smaller;
                 old.outbound == preferred_outbound || outbound != preferred_outbound
             }
@@ -176,6 +185,7 @@ impl Cache {
             Peer {
                 conn,
                 outbound,
+                since: now,
                 last_used: now,
             },
         );

@@ -145,8 +145,12 @@ impl Endpoint {
         enlarge_receive_buffer(&socket);
         let quinn_runtime = quinn::default_runtime()
             .ok_or_else(|| NetError::Io(std::io::Error::other("no async runtime for quinn")))?;
+        // A restarted node answers its old connections with a stateless reset (see
+        // `RandomCids`), so peers drop them at once instead of reusing a dead connection.
+        let mut quinn_config = quinn::EndpointConfig::new(tls::reset_key(identity));
+        quinn_config.cid_generator(|| Box::new(RandomCids));
         let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::new(tls::reset_key(identity)),
+            quinn_config,
             Some(server_config),
             socket,
             quinn_runtime,
@@ -513,7 +517,8 @@ impl Shared {
             return;
         }
         let now = Instant::now();
-        cache.insert(conn.clone(), peer, outbound, self.local_id < peer, now);
+        let tie = (outbound, self.local_id < peer);
+        cache.insert(conn.clone(), peer, tie, self.config.request_timeout, now);
         let max = self.max_connections.load(Ordering::Relaxed);
         for evicted in cache.evict_idle(max, self.config.request_timeout, now) {
             trace!(peer = ?evicted.remote_address(), "closing an idle connection (limit {max})");
@@ -584,14 +589,37 @@ async fn send_one_way(conn: &quinn::Connection, message: Bytes) -> Result<(), Re
     }
 }
 
-/// Whether the peer closed `conn` because it was idle (see `Cache::evict_idle`): it
-/// discards whatever arrives after that, so a message in flight was not processed and
+/// Whether the peer closed `conn` because it was idle (see `Cache::evict_idle`), or
+/// answered with a stateless reset (it restarted and has no state for the connection):
+/// either way it discards whatever arrives, so a message in flight was not processed and
 /// may be sent again.
 fn evicted_by_peer(conn: &quinn::Connection) -> bool {
     matches!(
         conn.close_reason(),
         Some(quinn::ConnectionError::ApplicationClosed(close)) if close.error_code == code::EVICTED
-    )
+    ) || matches!(conn.close_reason(), Some(quinn::ConnectionError::Reset))
+}
+
+/// Random connection ids of 8 bytes that are not checked on arrival (quinn's default
+/// generator checks them against a key chosen at each start). A restarted node thus
+/// answers packets of its earlier run's connections with a stateless reset, valid since
+/// the reset key comes from the hostkey, and the peer drops the dead connection at once.
+/// Reset answers are rate-limited by quinn and smaller than the packet that caused them.
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let bytes: [u8; 8] = rand::random();
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Dials `to`, publishes the outcome to everyone waiting, then serves the connection.
