@@ -735,6 +735,7 @@ impl Engine {
             addr,
             message,
             reply,
+            ..
         } = inbound;
         let msg = match ChatMessage::decode(&message) {
             Ok(msg) => msg,

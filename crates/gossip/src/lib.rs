@@ -559,14 +559,14 @@ impl Gossip {
         }
         match msg {
             GossipPeerMessage::Hello { proof, listen_addr } => {
-                self.on_hello(now, from.id, proof, listen_addr)
+                self.on_hello(now, from, proof, listen_addr)
             }
             GossipPeerMessage::Welcome {
                 accepted,
                 proof,
                 listen_addr,
                 contacts,
-            } => self.on_welcome(now, from.id, accepted, proof, listen_addr, &contacts),
+            } => self.on_welcome(now, from, accepted, proof, listen_addr, &contacts),
             other if !member => {
                 if self.membership.is_pending(&from.id) {
                     // It may have accepted our HELLO and sent this before its WELCOME
@@ -699,7 +699,8 @@ impl Gossip {
         )
     }
 
-    fn on_hello(&mut self, now: Instant, peer: NodeId, proof: Proof, listen_addr: SocketAddr) {
+    fn on_hello(&mut self, now: Instant, from: Contact, proof: Proof, listen_addr: SocketAddr) {
+        let peer = from.id;
         if let Err(e) = self.check_proof(now, &peer, &proof) {
             debug!(?peer, error = %e, "HELLO with an invalid proof of work; refused");
             self.stats.peers_refused += 1;
@@ -712,8 +713,8 @@ impl Gossip {
             return;
         };
         let contact = Contact {
-            id: peer,
             addr: listen_addr,
+            ..from
         };
         let accepted = if self.membership.is_member(&peer) {
             self.membership.update_addr(&peer, listen_addr);
@@ -742,12 +743,13 @@ impl Gossip {
     fn on_welcome(
         &mut self,
         now: Instant,
-        peer: NodeId,
+        from: Contact,
         accepted: bool,
         proof: Proof,
         listen_addr: SocketAddr,
         contacts: &[Contact],
     ) {
+        let peer = from.id;
         self.membership.end_hello(&peer);
         if let Err(e) = self.check_proof(now, &peer, &proof) {
             debug!(?peer, error = %e, "WELCOME with an invalid proof of work; refused");
@@ -759,8 +761,8 @@ impl Gossip {
             self.membership.add_candidate(&mut self.rng, *c);
         }
         let contact = Contact {
-            id: peer,
             addr: listen_addr,
+            ..from
         };
         if accepted {
             if self.membership.is_member(&peer) {

@@ -277,10 +277,10 @@ mod tests {
     use voidmesh_proto::Key;
 
     fn contact(n: u8) -> Contact {
-        Contact {
-            id: Key([n; 32]),
-            addr: SocketAddr::from(([127, 0, 0, 1], u16::from(n))),
-        }
+        Contact::unkeyed(
+            Key([n; 32]),
+            SocketAddr::from(([127, 0, 0, 1], u16::from(n))),
+        )
     }
 
     #[test]

@@ -9,10 +9,10 @@ const UNIX: u64 = 1_800_000_000;
 const DIFFICULTY: u8 = 6;
 
 fn contact(n: u8) -> Contact {
-    Contact {
-        id: Key([n; 32]),
-        addr: SocketAddr::from(([127, 0, 0, 1], 6000 + u16::from(n))),
-    }
+    Contact::unkeyed(
+        Key([n; 32]),
+        SocketAddr::from(([127, 0, 0, 1], 6000 + u16::from(n))),
+    )
 }
 
 fn config() -> Config {

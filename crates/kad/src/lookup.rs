@@ -528,10 +528,7 @@ mod tests {
     use std::net::SocketAddr;
 
     fn contact(id: Key) -> Contact {
-        Contact {
-            id,
-            addr: SocketAddr::from(([10, 0, 0, 1], 1)),
-        }
+        Contact::unkeyed(id, SocketAddr::from(([10, 0, 0, 1], 1)))
     }
 
     fn key(n: u8) -> Key {

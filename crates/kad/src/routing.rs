@@ -668,10 +668,7 @@ mod tests {
     use std::net::SocketAddr;
 
     fn contact(id: Key, port: u16) -> Contact {
-        Contact {
-            id,
-            addr: SocketAddr::from(([10, 0, 0, 1], port)),
-        }
+        Contact::unkeyed(id, SocketAddr::from(([10, 0, 0, 1], port)))
     }
 
     /// An id in bucket `index` of the zero id, made distinct by `n`.
@@ -867,10 +864,7 @@ mod tests {
     }
 
     fn at(id: Key, ip: [u8; 4]) -> Contact {
-        Contact {
-            id,
-            addr: SocketAddr::from((ip, 4000)),
-        }
+        Contact::unkeyed(id, SocketAddr::from((ip, 4000)))
     }
 
     /// An id that solves the puzzle at `difficulty` iff `solves`, in bucket 255 of the zero id.
@@ -955,10 +949,7 @@ mod tests {
                 Insert::Inserted
             );
         }
-        let v6 = Contact {
-            id: id_in(255, 20),
-            addr: "[::1]:4000".parse().unwrap(),
-        };
+        let v6 = Contact::unkeyed(id_in(255, 20), "[::1]:4000".parse().unwrap());
         assert_eq!(t.offer(now, v6, Seen::Direct), Insert::Inserted);
     }
 

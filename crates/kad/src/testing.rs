@@ -260,10 +260,7 @@ impl Network {
     pub fn add_node(&mut self, id: NodeId, config: Config) -> usize {
         let index = self.nodes.len();
         let ip = Ipv4Addr::from(0x0a00_0001u32.wrapping_add((index as u32) << 8));
-        let contact = Contact {
-            id,
-            addr: SocketAddr::new(ip.into(), 4000),
-        };
+        let contact = Contact::unkeyed(id, SocketAddr::new(ip.into(), 4000));
         let mut kad = Kademlia::new(id, config, self.now);
         kad.set_unix_time(self.now, self.unix_time());
         self.nodes.push(SimNode {
@@ -615,10 +612,7 @@ impl Network {
                         let mut id = target.0;
                         self.adversary_rng.fill(&mut id[8..]);
                         let host: u8 = self.adversary_rng.gen();
-                        Contact {
-                            id: Key(id),
-                            addr: SocketAddr::from(([198, 51, 100, host], 4000)),
-                        }
+                        Contact::unkeyed(Key(id), SocketAddr::from(([198, 51, 100, host], 4000)))
                     })
                     .collect();
                 Some(contacts_reply(contacts))

@@ -13,7 +13,7 @@
 
 use crate::cache::{canonical, remote, Cache};
 use crate::frame::{self, code, read_frame};
-use crate::tls::{self, peer_node_id, SERVER_NAME};
+use crate::tls::{self, peer_key, peer_node_id, SERVER_NAME};
 use crate::{EndpointConfig, Identity, Inbound, NetError, Responder, Response};
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 use tracing::{debug, trace, warn};
-use voidmesh_proto::{NodeId, PEER_HEADER_LEN};
+use voidmesh_proto::{NodeId, PublicKey, PEER_HEADER_LEN};
 
 /// Capacity of the inbound message channel. When it is full, peers' streams are left
 /// unread, so peers run out of stream credit and wait, rather than anything queueing
@@ -149,12 +149,8 @@ impl Endpoint {
         // `RandomCids`), so peers drop them at once instead of reusing a dead connection.
         let mut quinn_config = quinn::EndpointConfig::new(tls::reset_key(identity));
         quinn_config.cid_generator(|| Box::new(RandomCids));
-        let mut endpoint = quinn::Endpoint::new(
-            quinn_config,
-            Some(server_config),
-            socket,
-            quinn_runtime,
-        )?;
+        let mut endpoint =
+            quinn::Endpoint::new(quinn_config, Some(server_config), socket, quinn_runtime)?;
         endpoint.set_default_client_config(client_config);
         let local_addr = endpoint.local_addr()?;
 
@@ -286,10 +282,10 @@ impl Endpoint {
         &self,
         to: SocketAddr,
         expect: Option<NodeId>,
-    ) -> Result<NodeId, NetError> {
+    ) -> Result<PublicKey, NetError> {
         let shared = &self.handle.shared;
         match timeout(shared.config.request_timeout, shared.connection(to, expect)).await {
-            Ok(result) => result.map(|(_, id, _)| id),
+            Ok(result) => result.and_then(|(conn, _, _)| proved_key(&conn)),
             Err(_) => Err(NetError::Timeout),
         }
     }
@@ -478,14 +474,16 @@ impl Shared {
                 debug!(%to, peer = ?from, "cached connection was dead; dialing again");
                 self.cache().forget(from, &conn);
                 let (conn, from, _) = self.connection(to, expect).await?;
-                return exchange(&conn, message, max)
+                let message = exchange(&conn, message, max)
                     .await
-                    .map(|message| Response { from, message })
-                    .map_err(Retry::into_error);
+                    .map_err(Retry::into_error)?;
+                let key = proved_key(&conn)?;
+                return Ok(Response { from, key, message });
             }
             result => result.map_err(Retry::into_error)?,
         };
-        Ok(Response { from, message })
+        let key = proved_key(&conn)?;
+        Ok(Response { from, key, message })
     }
 
     /// [`Endpoint::send`] without the timeout.
@@ -668,6 +666,14 @@ async fn establish(shared: &Shared, to: SocketAddr) -> DialResult {
     }
 }
 
+/// The public key `conn`'s peer proved (every accepted connection has one).
+fn proved_key(conn: &quinn::Connection) -> Result<PublicKey, NetError> {
+    peer_key(conn).ok_or_else(|| NetError::Handshake {
+        addr: conn.remote_address(),
+        reason: "the peer presented no usable certificate".into(),
+    })
+}
+
 /// Classifies a connection error seen during the handshake.
 fn handshake_failure(e: quinn::ConnectionError) -> DialFailure {
     match e {
@@ -719,19 +725,23 @@ async fn accept_one(shared: Arc<Shared>, incoming: quinn::Incoming) {
 /// Accepts the peer's streams on `conn` until it closes, then drops it from the cache.
 async fn serve(shared: Arc<Shared>, conn: quinn::Connection, peer: NodeId) {
     let addr = remote(&conn);
+    let Some(key) = peer_key(&conn) else {
+        conn.close(code::BAD_IDENTITY, b"no usable certificate");
+        return;
+    };
     let reason = loop {
         tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     shared.cache().touch(peer, &conn, Instant::now());
-                    tokio::spawn(handle_request(shared.clone(), peer, addr, send, recv));
+                    tokio::spawn(handle_request(shared.clone(), (peer, key), addr, send, recv));
                 }
                 Err(e) => break e,
             },
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
                     shared.cache().touch(peer, &conn, Instant::now());
-                    tokio::spawn(handle_message(shared.clone(), peer, addr, recv));
+                    tokio::spawn(handle_message(shared.clone(), (peer, key), addr, recv));
                 }
                 Err(e) => break e,
             },
@@ -757,7 +767,7 @@ fn refuse(send: Option<&mut quinn::SendStream>, recv: &mut quinn::RecvStream, er
 /// Bounded by the request timeout (the requester gives up then anyway).
 async fn handle_request(
     shared: Arc<Shared>,
-    from: NodeId,
+    from: (NodeId, PublicKey),
     addr: SocketAddr,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -774,7 +784,7 @@ async fn handle_request(
 /// The body of [`handle_request`].
 async fn answer(
     shared: &Shared,
-    from: NodeId,
+    (from, key): (NodeId, PublicKey),
     addr: SocketAddr,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
@@ -797,6 +807,7 @@ async fn answer(
     let (tx, rx) = oneshot::channel();
     permit.send(Inbound {
         from,
+        key,
         addr,
         message,
         reply: Some(Responder { tx }),
@@ -822,7 +833,7 @@ async fn answer(
 /// Serves one one-way stream: read the frame and hand it to the application.
 async fn handle_message(
     shared: Arc<Shared>,
-    from: NodeId,
+    (from, key): (NodeId, PublicKey),
     addr: SocketAddr,
     mut recv: quinn::RecvStream,
 ) {
@@ -836,6 +847,7 @@ async fn handle_message(
         match read_frame(&mut recv, max).await {
             Ok(message) => permit.send(Inbound {
                 from,
+                key,
                 addr,
                 message,
                 reply: None,

@@ -211,7 +211,12 @@ impl Identity {
         &self.key
     }
 
-    /// The public key.
+    /// The public key as contacts carry it (its node id is [`Identity::node_id`]).
+    pub fn public_key(&self) -> voidmesh_proto::PublicKey {
+        voidmesh_proto::PublicKey(self.verifying_key().to_bytes())
+    }
+
+    /// The Ed25519 verifying key.
     pub fn verifying_key(&self) -> VerifyingKey {
         self.key.verifying_key()
     }

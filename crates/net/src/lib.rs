@@ -97,6 +97,8 @@ impl Default for EndpointConfig {
 pub struct Response {
     /// The node that answered (proved by its certificate).
     pub from: NodeId,
+    /// Its public key (proved by its certificate; `from` is derived from it).
+    pub key: voidmesh_proto::PublicKey,
     /// The reply frame.
     pub message: Bytes,
 }
@@ -106,6 +108,8 @@ pub struct Response {
 pub struct Inbound {
     /// The sender's node id, proved by its certificate.
     pub from: NodeId,
+    /// The sender's public key (proved likewise; `from` is derived from it).
+    pub key: voidmesh_proto::PublicKey,
     /// The sender's address as seen on the connection.
     pub addr: SocketAddr,
     /// The message frame.

@@ -270,6 +270,16 @@ impl ClientCertVerifier for PeerVerifier {
     }
 }
 
+/// The Ed25519 public key proved by the peer of an established connection: the last 32
+/// bytes of the SPKI of the certificate the verifiers accepted.
+pub(crate) fn peer_key(conn: &quinn::Connection) -> Option<voidmesh_proto::PublicKey> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let spki = ed25519_spki(certs.first()?).ok()?;
+    let key: [u8; 32] = spki.get(spki.len().checked_sub(32)?..)?.try_into().ok()?;
+    Some(voidmesh_proto::PublicKey(key))
+}
+
 /// The node id proved by the peer of an established connection: SHA-256 of the SPKI of
 /// the certificate the verifiers accepted.
 pub(crate) fn peer_node_id(conn: &quinn::Connection) -> Option<NodeId> {

@@ -728,8 +728,11 @@ async fn a_slow_application_pushes_back_and_loses_nothing() {
 async fn connect_learns_the_id_without_sending_anything() {
     let (a, _) = echo_node();
     let (b, mut b_rx) = bind_with(config());
-    assert_eq!(a.ep.connect(b.addr, None).await.unwrap(), b.id);
-    assert_eq!(a.ep.connect(b.addr, Some(b.id)).await.unwrap(), b.id);
+    assert_eq!(a.ep.connect(b.addr, None).await.unwrap().node_id(), b.id);
+    assert_eq!(
+        a.ep.connect(b.addr, Some(b.id)).await.unwrap().node_id(),
+        b.id
+    );
     let wrong = Identity::generate().node_id();
     assert!(matches!(
         a.ep.connect(b.addr, Some(wrong)).await,

@@ -263,7 +263,7 @@ fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::Key;
+    use crate::id::{Key, PublicKey};
     use proptest::prelude::*;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -283,7 +283,7 @@ mod tests {
     }
 
     fn arb_contact() -> impl Strategy<Value = Contact> + Clone {
-        (arb_key(), arb_addr()).prop_map(|(id, addr)| Contact { id, addr })
+        (arb_key(), arb_addr()).prop_map(|(k, addr)| Contact::new(PublicKey(k.0), addr))
     }
 
     fn arb_proof() -> impl Strategy<Value = Proof> + Clone {
@@ -398,10 +398,7 @@ mod tests {
 
     #[test]
     fn welcome_layout_is_byte_exact() {
-        let contact = Contact {
-            id: Key([3; 32]),
-            addr: "1.2.3.4:5".parse().unwrap(),
-        };
+        let contact = Contact::new(PublicKey([3; 32]), "1.2.3.4:5".parse().unwrap());
         let bytes = GossipPeerMessage::Welcome {
             accepted: false,
             proof: Proof {
@@ -423,10 +420,7 @@ mod tests {
 
     #[test]
     fn offer_layout_is_count_then_contacts() {
-        let contact = Contact {
-            id: Key([7; 32]),
-            addr: "127.0.0.1:80".parse().unwrap(),
-        };
+        let contact = Contact::new(PublicKey([7; 32]), "127.0.0.1:80".parse().unwrap());
         let bytes = GossipPeerMessage::Offer {
             contacts: vec![contact, contact],
         }
@@ -437,10 +431,7 @@ mod tests {
 
     #[test]
     fn offer_is_cut_to_255_contacts() {
-        let contact = Contact {
-            id: Key([7; 32]),
-            addr: "127.0.0.1:80".parse().unwrap(),
-        };
+        let contact = Contact::new(PublicKey([7; 32]), "127.0.0.1:80".parse().unwrap());
         let msg = GossipPeerMessage::Offer {
             contacts: vec![contact; 300],
         };

@@ -19,6 +19,39 @@ pub struct Key(pub [u8; 32]);
 /// A node's identity: SHA-256 of its public key (DER SubjectPublicKeyInfo).
 pub type NodeId = Key;
 
+/// DER of an Ed25519 SubjectPublicKeyInfo up to the key bytes (RFC 8410):
+/// `SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING }`.
+pub const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// A node's Ed25519 public key, as contacts carry it so that anyone can send the node
+/// an authenticated datagram without a handshake. Its node id is derived from it
+/// ([`PublicKey::node_id`]). Whether the bytes are a usable curve point is checked by
+/// the transport, not here.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// The node id this key owns: SHA-256 of its DER SubjectPublicKeyInfo.
+    pub fn node_id(&self) -> NodeId {
+        let mut hash = Sha256::new();
+        hash.update(ED25519_SPKI_PREFIX);
+        hash.update(self.0);
+        Key(hash.finalize().into())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pk:")?;
+        for b in &self.0[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// XOR distance between two ids; compares as a 256-bit big-endian integer.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Distance(pub [u8; 32]);

@@ -16,7 +16,8 @@
 //!                       found u8 = 0 | count u8 | count × contact
 //! FOUND_SIGNED     674  signed record
 //! ERROR            680  code u16 | message (UTF-8)
-//! contact:              node id [32] | family u8 (4 or 6) | address [4 or 16] | port u16
+//! contact:              public key [32] | family u8 (4 or 6) | address [4 or 16] | port u16
+//!                       (the node id is SHA-256 of the key's DER SubjectPublicKeyInfo)
 //! signed record:        public key [32] | salt len u8 | salt | seq u64 | expiry u64
 //!                       | signature [64] | value          (see [`crate::signed`])
 //! ```
@@ -33,7 +34,7 @@
 
 use crate::dht_api::MAX_VALUE_LEN;
 use crate::frame::{exact_peer_frame, put_peer_header, DecodeError, PEER_HEADER_LEN};
-use crate::id::{Key, NodeId};
+use crate::id::{Key, NodeId, PublicKey};
 use crate::signed::SignedRecord;
 use crate::wire::{put_socket_addr, Reader};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -91,11 +92,14 @@ impl Version {
     }
 }
 
-/// A peer as others can reach it: its id and its overlay address.
+/// A peer as others can reach it: its id, its public key and its overlay address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Contact {
     /// The node id (SHA-256 of its public key).
     pub id: NodeId,
+    /// Its Ed25519 public key: what an authenticated datagram to it is sealed for. On the
+    /// wire only the key travels; the id is derived from it.
+    pub key: PublicKey,
     /// Where its overlay endpoint listens.
     pub addr: SocketAddr,
 }
@@ -175,6 +179,28 @@ pub enum KadMessage {
         /// A human-readable reason.
         message: String,
     },
+}
+
+impl Contact {
+    /// The contact of the node owning `key`, at `addr` (its id derived from the key).
+    pub fn new(key: PublicKey, addr: SocketAddr) -> Contact {
+        Contact {
+            id: key.node_id(),
+            key,
+            addr,
+        }
+    }
+
+    /// A contact known only by its id, with no usable key: for simulations and tests
+    /// that never send it a real datagram. Encoding it sends a zero key, from which the
+    /// receiver derives another id.
+    pub fn unkeyed(id: NodeId, addr: SocketAddr) -> Contact {
+        Contact {
+            id,
+            key: PublicKey::default(),
+            addr,
+        }
+    }
 }
 
 impl KadMessage {
@@ -368,7 +394,7 @@ fn write_contacts(buf: &mut BytesMut, contacts: &[Contact]) {
 
 /// Appends one contact in its wire form.
 pub fn write_contact(buf: &mut BytesMut, c: &Contact) {
-    buf.put_slice(&c.id.0);
+    buf.put_slice(&c.key.0);
     put_socket_addr(buf, &c.addr);
 }
 
@@ -386,9 +412,9 @@ fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, DecodeError> {
 /// # Errors
 /// [`DecodeError::BadField`] for an unknown address family, or a truncated contact.
 pub fn read_contact(r: &mut Reader<'_>) -> Result<Contact, DecodeError> {
-    let id = r.key("contact id")?;
+    let key = PublicKey(r.key("contact key")?.0);
     let addr = r.socket_addr()?;
-    Ok(Contact { id, addr })
+    Ok(Contact::new(key, addr))
 }
 
 #[cfg(test)]
@@ -409,10 +435,7 @@ mod tests {
                 } else {
                     IpAddr::V6(Ipv6Addr::from(ip))
                 };
-                Contact {
-                    id,
-                    addr: SocketAddr::new(ip, port),
-                }
+                Contact::new(PublicKey(id.0), SocketAddr::new(ip, port))
             },
         )
     }

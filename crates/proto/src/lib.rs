@@ -31,6 +31,6 @@ pub use dht_api::DhtMessage;
 pub use frame::{DecodeError, API_HEADER_LEN, PEER_HEADER_LEN};
 pub use gossip_api::GossipApiMessage;
 pub use gossip_msg::{GossipPeerMessage, Proof};
-pub use id::{id_puzzle_ok, leading_zero_bits, Distance, Key, NodeId};
+pub use id::{id_puzzle_ok, leading_zero_bits, Distance, Key, NodeId, PublicKey};
 pub use kad_msg::{Contact, KadMessage, Version};
 pub use signed::{SignedRecord, SignedRecordError};

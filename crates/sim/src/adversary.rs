@@ -155,10 +155,7 @@ fn fake_contacts(near: Option<&Key>, k: usize, rng: &mut StdRng) -> Vec<Contact>
             if let Some(target) = near {
                 id[..8].copy_from_slice(&target.0[..8]);
             }
-            Contact {
-                id: Key(id),
-                addr: unreachable_addr(rng),
-            }
+            Contact::unkeyed(Key(id), unreachable_addr(rng))
         })
         .collect()
 }
@@ -171,10 +168,7 @@ mod tests {
 
     fn live(rng: &mut StdRng) -> Option<Contact> {
         let i: u32 = rng.gen_range(0..1000);
-        Some(Contact {
-            id: Key(rng.gen()),
-            addr: addr_of(i),
-        })
+        Some(Contact::unkeyed(Key(rng.gen()), addr_of(i)))
     }
 
     #[test]

@@ -344,10 +344,7 @@ impl GossipWorld {
     fn join(&mut self, node: u32) {
         let now = self.now();
         let unix = self.unix();
-        let local = Contact {
-            id: self.slots[node as usize].id,
-            addr: addr_of(node),
-        };
+        let local = Contact::unkeyed(self.slots[node as usize].id, addr_of(node));
         let config = voidmesh_gossip::Config {
             degree: self.scenario.gossip_degree,
             pow_difficulty: self.scenario.gossip_pow_bits,
@@ -357,10 +354,10 @@ impl GossipWorld {
         let mut known = Vec::new();
         for _ in 0..self.scenario.join_seeds.max(1) {
             if let Some(other) = self.started.pick(&mut self.rng) {
-                known.push(Contact {
-                    id: self.slots[other as usize].id,
-                    addr: addr_of(other),
-                });
+                known.push(Contact::unkeyed(
+                    self.slots[other as usize].id,
+                    addr_of(other),
+                ));
             }
         }
         let mut gossip = Gossip::new(local, config, now, unix);
@@ -410,10 +407,7 @@ impl GossipWorld {
             );
             return;
         }
-        let from_contact = Contact {
-            id: self.slots[from as usize].id,
-            addr: addr_of(from),
-        };
+        let from_contact = Contact::unkeyed(self.slots[from as usize].id, addr_of(from));
         if let Some(g) = self.gossip_mut(to) {
             g.handle_message(now, from_contact, msg);
         }

@@ -343,10 +343,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn contact(id: Key) -> Contact {
-        Contact {
-            id,
-            addr: addr_of(1),
-        }
+        Contact::unkeyed(id, addr_of(1))
     }
 
     #[test]

@@ -45,14 +45,8 @@ mod tests {
 
     #[test]
     fn wire_len_matches_encode_for_every_message_type() {
-        let v4 = Contact {
-            id: Key([1; 32]),
-            addr: SocketAddr::from(([10, 0, 0, 1], 4000)),
-        };
-        let v6 = Contact {
-            id: Key([2; 32]),
-            addr: "[::1]:4000".parse().unwrap(),
-        };
+        let v4 = Contact::unkeyed(Key([1; 32]), SocketAddr::from(([10, 0, 0, 1], 4000)));
+        let v6 = Contact::unkeyed(Key([2; 32]), "[::1]:4000".parse().unwrap());
         let many: Vec<Contact> = (0..300).map(|_| v4).collect();
         let value = Bytes::from(vec![7u8; 100]);
         let messages = [

@@ -335,10 +335,7 @@ impl World {
     }
 
     fn contact(&self, node: u32) -> Contact {
-        Contact {
-            id: self.slots[node as usize].id,
-            addr: addr_of(node),
-        }
+        Contact::unkeyed(self.slots[node as usize].id, addr_of(node))
     }
 
     // Workload commands
@@ -691,10 +688,9 @@ impl World {
             Some(behaviour) => {
                 let (alive, slots, rng) = (&self.alive, &self.slots, &mut self.rng_adv);
                 let mut live = |rng: &mut StdRng| {
-                    alive.pick(rng).map(|n| Contact {
-                        id: slots[n as usize].id,
-                        addr: addr_of(n),
-                    })
+                    alive
+                        .pick(rng)
+                        .map(|n| Contact::unkeyed(slots[n as usize].id, addr_of(n)))
                 };
                 adversary::answer(behaviour, &f.message, self.scenario.k, rng, &mut live)
             }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use voidmesh_gossip::{
     item_id, solve_pow, ClientId, Config, Event, Gossip, ItemId, Proof, Transmit,
 };
-use voidmesh_proto::{Contact, GossipPeerMessage, Key, NodeId};
+use voidmesh_proto::{Contact, GossipPeerMessage, NodeId, PublicKey};
 
 /// Unix time at the start of every simulation.
 pub const UNIX_START: u64 = 1_800_000_000;
@@ -125,14 +125,15 @@ impl Net {
         forged_proof: Option<Proof>,
     ) -> usize {
         let i = self.nodes.len();
-        let id = Key(self.rng.gen());
+        // A key, as the wire carries it: the id is derived from it.
+        let key = PublicKey(self.rng.gen());
         let addr = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 6001));
         let config = Config {
             rng_seed: self.rng.gen(),
             ..self.config.clone()
         };
         let unix = (UNIX_START + self.elapsed.as_secs()).saturating_add_signed(clock_offset);
-        let mut gossip = Gossip::new(Contact { id, addr }, config, self.time, unix);
+        let mut gossip = Gossip::new(Contact::new(key, addr), config, self.time, unix);
         let mut node_clients = Vec::new();
         for (c, (types, verdict)) in clients.iter().enumerate() {
             let client = ClientId(c as u64);
@@ -151,7 +152,7 @@ impl Net {
             clock_offset,
             forged_proof,
         }));
-        self.index.insert(id, i);
+        self.index.insert(key.node_id(), i);
         self.drain(i);
         i
     }

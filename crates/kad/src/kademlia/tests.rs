@@ -14,10 +14,7 @@ fn id(n: u8) -> Key {
 }
 
 fn contact(n: u8) -> Contact {
-    Contact {
-        id: id(n),
-        addr: SocketAddr::from(([10, 0, 0, n], 4000)),
-    }
+    Contact::unkeyed(id(n), SocketAddr::from(([10, 0, 0, n], 4000)))
 }
 
 /// The defaults, except: one lookup path, a read quorum of 1 (the first value found
@@ -214,10 +211,7 @@ fn every_request_offers_the_sender_to_the_table() {
 fn should_not_add_self_from_a_request() {
     let now = epoch();
     let mut kad = node(now);
-    let me = Contact {
-        id: id(0),
-        addr: SocketAddr::from(([10, 0, 0, 0], 1)),
-    };
+    let me = Contact::unkeyed(id(0), SocketAddr::from(([10, 0, 0, 0], 1)));
     let _ = kad.handle_request(now, me, KadMessage::Ping);
     assert!(kad.contacts().is_empty());
 }

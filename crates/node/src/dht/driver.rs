@@ -219,10 +219,7 @@ impl Driver {
                 let ping = ping.clone();
                 async move {
                     match endpoint.request(addr, None, ping).await {
-                        Ok(response) => Some(Contact {
-                            id: response.from,
-                            addr,
-                        }),
+                        Ok(response) => Some(Contact::new(response.key, addr)),
                         Err(e) => {
                             tracing::warn!(%addr, error = %e, "bootstrap peer did not answer");
                             None
@@ -268,10 +265,7 @@ impl Driver {
                 return;
             }
         };
-        let from = Contact {
-            id: inbound.from,
-            addr: inbound.addr,
-        };
+        let from = Contact::new(inbound.key, inbound.addr);
         let now = now();
         let reply = self.kad.handle_request(now, from, request);
         self.apply_store_changes(now);

@@ -139,7 +139,7 @@ impl Driver {
                 let endpoint = endpoint.clone();
                 async move {
                     match endpoint.connect(addr, None).await {
-                        Ok(id) => Some(Contact { id, addr }),
+                        Ok(key) => Some(Contact::new(key, addr)),
                         Err(e) => {
                             tracing::warn!(%addr, error = %e, "gossip peer unreachable");
                             None
@@ -190,10 +190,7 @@ impl Driver {
         }
         match GossipPeerMessage::decode(&inbound.message) {
             Ok(message) => {
-                let from = Contact {
-                    id: inbound.from,
-                    addr: inbound.addr,
-                };
+                let from = Contact::new(inbound.key, inbound.addr);
                 self.gossip.handle_message(now, from, message);
             }
             Err(e) => {

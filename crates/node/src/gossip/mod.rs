@@ -254,10 +254,7 @@ impl GossipNode {
         let (endpoint, inbound) = Endpoint::bind(identity, p2p_address, net_config)?;
         let p2p_addr = endpoint.local_addr();
         let node_id = identity.node_id();
-        let local = Contact {
-            id: node_id,
-            addr: p2p_addr,
-        };
+        let local = Contact::new(identity.public_key(), p2p_addr);
         let state = Gossip::new(
             local,
             config,
