@@ -125,6 +125,29 @@ impl Endpoint {
         addr: SocketAddr,
         config: EndpointConfig,
     ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        enlarge_receive_buffer(&socket);
+        Self::start(identity, Socket::Own(socket), config)
+    }
+
+    /// Like [`bind`](Self::bind), on a socket shared with the datagram overlay
+    /// ([`crate::overlay::Overlay::quic_socket`]): QUIC uses the overlay's port.
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub fn bind_on(
+        identity: &Identity,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
+        Self::start(identity, Socket::Shared(socket), config)
+    }
+
+    fn start(
+        identity: &Identity,
+        socket: Socket,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             NetError::Io(std::io::Error::other(
                 "Endpoint::bind must be called inside a tokio runtime",
@@ -141,16 +164,26 @@ impl Endpoint {
         let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
         client_config.transport_config(transport);
 
-        let socket = std::net::UdpSocket::bind(addr)?;
-        enlarge_receive_buffer(&socket);
         let quinn_runtime = quinn::default_runtime()
             .ok_or_else(|| NetError::Io(std::io::Error::other("no async runtime for quinn")))?;
         // A restarted node answers its old connections with a stateless reset (see
         // `RandomCids`), so peers drop them at once instead of reusing a dead connection.
         let mut quinn_config = quinn::EndpointConfig::new(tls::reset_key(identity));
         quinn_config.cid_generator(|| Box::new(RandomCids));
-        let mut endpoint =
-            quinn::Endpoint::new(quinn_config, Some(server_config), socket, quinn_runtime)?;
+        // Every QUIC packet keeps the fixed bit: on a shared socket it is what tells QUIC
+        // from the overlay's datagrams.
+        quinn_config.grease_quic_bit(false);
+        let mut endpoint = match socket {
+            Socket::Own(socket) => {
+                quinn::Endpoint::new(quinn_config, Some(server_config), socket, quinn_runtime)?
+            }
+            Socket::Shared(socket) => quinn::Endpoint::new_with_abstract_socket(
+                quinn_config,
+                Some(server_config),
+                socket,
+                quinn_runtime,
+            )?,
+        };
         endpoint.set_default_client_config(client_config);
         let local_addr = endpoint.local_addr()?;
 
@@ -664,6 +697,14 @@ async fn establish(shared: &Shared, to: SocketAddr) -> DialResult {
             ))
         }
     }
+}
+
+/// Where an endpoint's packets go.
+enum Socket {
+    /// A UDP socket of its own.
+    Own(std::net::UdpSocket),
+    /// The datagram overlay's socket.
+    Shared(Arc<dyn quinn::AsyncUdpSocket>),
 }
 
 /// The public key `conn`'s peer proved (every accepted connection has one).

@@ -51,6 +51,7 @@ mod endpoint;
 mod error;
 mod frame;
 pub mod identity;
+pub mod overlay;
 mod tls;
 
 pub use endpoint::{

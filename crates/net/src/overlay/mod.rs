@@ -1,0 +1,541 @@
+//! One UDP socket per node: authenticated, encrypted request/response datagrams for the
+//! DHT (and, sharing the socket, QUIC for what needs a stream).
+//!
+//! A thin driver around the sans-IO [`Codec`](crate::datagram::Codec): one task reads the
+//! socket and sorts each datagram by its first byte —
+//! - QUIC packets (fixed bit 0x40 set) go to the quinn endpoint built on
+//!   [`Overlay::quic_socket`], so QUIC connections use the same port;
+//! - probes ([`probe`]) are answered with this node's public key;
+//! - everything else is opened by the codec: requests go to the application on the
+//!   channel [`Overlay::bind`] returns (each with a [`Replier`]), replies complete the
+//!   [`Overlay::request`] waiting for them, retries (the peer wants an address token
+//!   first) send the request again once.
+//!
+//! Per peer this node keeps only what the codec keeps (keys, a replay window and a token:
+//! a few hundred bytes, evictable); per outstanding request, a waiter. No connection.
+
+mod probe;
+mod quic_side;
+
+use crate::datagram::{self, Codec, Kind, PeerKey, ReplyTo};
+use crate::Identity;
+use bytes::Bytes;
+use quic_side::{Packet, QuicSide};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, trace};
+use voidmesh_proto::{Contact, PublicKey};
+
+pub use crate::datagram::{MAX_REPLY_PAYLOAD, MAX_REQUEST_PAYLOAD};
+
+/// Largest datagram read from the socket (bigger ones are cut and fail to open).
+const RECV_BUFFER: usize = 2048;
+
+/// How often abandoned requests are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Settings of an [`Overlay`].
+#[derive(Debug, Clone)]
+pub struct OverlayConfig {
+    /// How long a request waits for its reply.
+    pub request_timeout: Duration,
+    /// Requests from peers queued for the application; more are dropped (the peers time
+    /// out and try others).
+    pub inbound_queue: usize,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> OverlayConfig {
+        OverlayConfig {
+            request_timeout: Duration::from_secs(2),
+            inbound_queue: 4096,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OverlayError {
+    /// No reply in time.
+    #[error("no reply in time")]
+    Timeout,
+    /// The payload does not fit one datagram; use a stream.
+    #[error("payload of {0} bytes does not fit a datagram")]
+    TooLarge(usize),
+    /// The contact's public key is not a usable Ed25519 key.
+    #[error("the contact's key is unusable")]
+    BadKey,
+    /// The overlay was closed.
+    #[error("the overlay is closed")]
+    Closed,
+    /// The socket refused to send.
+    #[error("send failed: {0}")]
+    Io(String),
+    /// The codec refused to seal the request.
+    #[error("cannot seal: {0}")]
+    Seal(datagram::DatagramError),
+}
+
+/// A request a peer sent us.
+#[derive(Debug)]
+pub struct DatagramRequest {
+    /// The sender: its key (proved by the datagram's tag), id and source address.
+    pub from: Contact,
+    /// Whether the source address proved it receives our datagrams (an address token).
+    pub address_validated: bool,
+    /// The request's payload (one peer frame).
+    pub payload: Bytes,
+    /// Sends the one reply.
+    pub replier: Replier,
+}
+
+/// Answers one request. Dropping it sends nothing (the requester times out).
+#[derive(Debug)]
+pub struct Replier {
+    shared: Arc<Shared>,
+    reply_to: ReplyTo,
+}
+
+impl Replier {
+    /// The largest reply that goes out as is. A larger one is replaced by a retry (the
+    /// requester's address is not validated yet) or refused ([`OverlayError::TooLarge`]).
+    pub fn max_reply(&self) -> usize {
+        MAX_REPLY_PAYLOAD
+    }
+
+    /// Seals and sends `payload` as the reply.
+    ///
+    /// # Errors
+    /// [`OverlayError::TooLarge`] when it does not fit one datagram (nothing is sent),
+    /// [`OverlayError::Io`] when the socket refuses it.
+    pub fn send(self, payload: &[u8]) -> Result<(), OverlayError> {
+        if payload.len() > MAX_REPLY_PAYLOAD {
+            return Err(OverlayError::TooLarge(payload.len()));
+        }
+        let sealed = {
+            let mut state = self.shared.state();
+            state
+                .codec
+                .seal_reply(now_us(), &self.reply_to, payload)
+                .map_err(OverlayError::Seal)?
+        };
+        if sealed.kind == Kind::Retry {
+            trace!(to = %self.reply_to.addr(), "reply larger than the request to an unvalidated address: retry sent");
+        }
+        self.shared
+            .socket
+            .try_send_to(&sealed.datagram, self.reply_to.addr())
+            .map(|_| ())
+            .map_err(|e| OverlayError::Io(e.to_string()))
+    }
+}
+
+/// Counters of what the receive loop saw.
+#[derive(Debug, Default)]
+struct Counters {
+    refused: AtomicU64,
+    inbound_dropped: AtomicU64,
+}
+
+/// A request waiting for its reply.
+struct Waiter {
+    reply: oneshot::Sender<Result<Vec<u8>, OverlayError>>,
+    to: PeerKey,
+    addr: SocketAddr,
+    payload: Bytes,
+    reply_room: usize,
+    retried: bool,
+}
+
+struct State {
+    codec: Codec,
+    /// By the codec's request id (a retry moves a waiter to a new id).
+    waiting: HashMap<u64, Waiter>,
+    /// Probes by nonce: where they went and who waits.
+    probes: HashMap<u64, (SocketAddr, oneshot::Sender<PublicKey>)>,
+}
+
+struct Shared {
+    socket: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    public_key: PublicKey,
+    config: OverlayConfig,
+    state: Mutex<State>,
+    counters: Counters,
+    closed: Notify,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every update of the state is a single map operation or a codec call that
+        // leaves the codec consistent; a panic elsewhere does not break it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The Unix time in microseconds, as the codec's freshness rules want it.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A node's datagram overlay: a cloneable handle to its socket and codec.
+#[derive(Clone, Debug)]
+pub struct Overlay {
+    shared: Arc<Shared>,
+    quic: Arc<Mutex<Option<QuicSide>>>,
+}
+
+impl Overlay {
+    /// Binds the UDP socket at `addr` and starts the receive loop. Returns the overlay and
+    /// the channel of peers' requests. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// When the socket cannot be bound.
+    pub fn bind(
+        identity: &Identity,
+        addr: SocketAddr,
+        config: OverlayConfig,
+    ) -> std::io::Result<(Overlay, mpsc::Receiver<DatagramRequest>)> {
+        let std_socket = std::net::UdpSocket::bind(addr)?;
+        std_socket.set_nonblocking(true)?;
+        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let local_addr = socket.local_addr()?;
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let codec_config = datagram::Config {
+            request_timeout_us: u64::try_from(config.request_timeout.as_micros())
+                .unwrap_or(u64::MAX),
+            ..datagram::Config::default()
+        };
+        let codec = Codec::new(identity.signing_key(), seed, codec_config);
+        let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
+        let (quic, quic_tx) = QuicSide::new(socket.clone());
+        let shared = Arc::new(Shared {
+            socket,
+            local_addr,
+            public_key: identity.public_key(),
+            config,
+            state: Mutex::new(State {
+                codec,
+                waiting: HashMap::new(),
+                probes: HashMap::new(),
+            }),
+            counters: Counters::default(),
+            closed: Notify::new(),
+        });
+        tokio::spawn(receive_loop(shared.clone(), tx, quic_tx));
+        debug!(%local_addr, "overlay socket bound");
+        Ok((
+            Overlay {
+                shared,
+                quic: Arc::new(Mutex::new(Some(quic))),
+            },
+            rx,
+        ))
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// This node's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.shared.public_key
+    }
+
+    /// The socket a quinn endpoint can use to share this port (QUIC packets are told apart
+    /// by their first byte). Available once; `None` after.
+    pub fn quic_socket(&self) -> Option<Arc<dyn quinn::AsyncUdpSocket>> {
+        let side = self.quic.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        Some(Arc::new(side))
+    }
+
+    /// Sends `payload` to the node owning `to` at `addr` and waits for its reply (bounded
+    /// by the configured request timeout). `reply_room` is the reply size to make room
+    /// for on a first contact (see [`Codec::seal_request`]); 0 for small replies.
+    ///
+    /// # Errors
+    /// See [`OverlayError`].
+    pub async fn request(
+        &self,
+        to: &PublicKey,
+        addr: SocketAddr,
+        payload: Bytes,
+        reply_room: usize,
+    ) -> Result<Vec<u8>, OverlayError> {
+        if payload.len() > MAX_REQUEST_PAYLOAD {
+            return Err(OverlayError::TooLarge(payload.len()));
+        }
+        let peer = PeerKey::from_bytes(&to.0).map_err(|_| OverlayError::BadKey)?;
+        let (tx, rx) = oneshot::channel();
+        let datagram = {
+            let mut state = self.shared.state();
+            let sealed = state
+                .codec
+                .seal_request(now_us(), &peer, &payload, reply_room)
+                .map_err(OverlayError::Seal)?;
+            state.waiting.insert(
+                sealed.request_id,
+                Waiter {
+                    reply: tx,
+                    to: peer,
+                    addr,
+                    payload,
+                    reply_room,
+                    retried: false,
+                },
+            );
+            sealed.datagram
+        };
+        self.shared
+            .socket
+            .send_to(&datagram, addr)
+            .await
+            .map_err(|e| OverlayError::Io(e.to_string()))?;
+        match tokio::time::timeout(self.shared.config.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(OverlayError::Closed),
+            // The waiter is swept (and the codec told) by the receive loop.
+            Err(_) => Err(OverlayError::Timeout),
+        }
+    }
+
+    /// Asks `addr` which public key answers there (a claim, to be proved by an
+    /// authenticated request; see [`probe`]).
+    ///
+    /// # Errors
+    /// [`OverlayError::Timeout`], [`OverlayError::Io`].
+    pub async fn probe(&self, addr: SocketAddr) -> Result<PublicKey, OverlayError> {
+        let nonce: u64 = rand::random();
+        let (tx, rx) = oneshot::channel();
+        self.shared.state().probes.insert(nonce, (addr, tx));
+        let result = async {
+            self.shared
+                .socket
+                .send_to(&probe::probe(nonce), addr)
+                .await
+                .map_err(|e| OverlayError::Io(e.to_string()))?;
+            match tokio::time::timeout(self.shared.config.request_timeout, rx).await {
+                Ok(Ok(key)) => Ok(key),
+                Ok(Err(_)) => Err(OverlayError::Closed),
+                Err(_) => Err(OverlayError::Timeout),
+            }
+        }
+        .await;
+        self.shared.state().probes.remove(&nonce);
+        result
+    }
+
+    /// Marks `key` as a peer whose cached state is evicted last (e.g. a routing-table
+    /// contact), or not.
+    pub fn set_protected(&self, key: &PublicKey, protected: bool) {
+        if let Ok(peer) = PeerKey::from_bytes(&key.0) {
+            let _ = self.shared.state().codec.set_protected(&peer, protected);
+        }
+    }
+
+    /// Datagrams refused so far (unauthenticated, replayed, stale, malformed) and peer
+    /// requests dropped because the application was behind.
+    pub fn refused(&self) -> (u64, u64) {
+        let c = &self.shared.counters;
+        (
+            c.refused.load(Ordering::Relaxed),
+            c.inbound_dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Number of peers whose keys the codec caches.
+    pub fn cached_peers(&self) -> usize {
+        self.shared.state().codec.peer_count()
+    }
+
+    /// Stops the receive loop; waiting requests fail with [`OverlayError::Closed`].
+    pub fn close(&self) {
+        self.shared.closed.notify_one();
+    }
+}
+
+/// Reads the socket until the overlay closes (see the module doc).
+async fn receive_loop(
+    shared: Arc<Shared>,
+    inbound: mpsc::Sender<DatagramRequest>,
+    quic: mpsc::Sender<Packet>,
+) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (len, from) = tokio::select! {
+            biased;
+            _ = shared.closed.notified() => break,
+            received = shared.socket.recv_from(&mut buf) => match received {
+                Ok(got) => got,
+                Err(e) => {
+                    // ICMP errors surface here on Linux (e.g. port unreachable): not fatal.
+                    trace!(error = %e, "receive error");
+                    continue;
+                }
+            },
+            _ = sweep.tick() => {
+                sweep_abandoned(&shared);
+                continue;
+            }
+        };
+        let Some(datagram) = buf.get(..len) else {
+            continue;
+        };
+        match datagram.first() {
+            None => {}
+            Some(b) if b & datagram::QUIC_FIXED_BIT != 0 => {
+                let packet = Packet {
+                    from,
+                    bytes: datagram.to_vec(),
+                };
+                if quic.try_send(packet).is_err() {
+                    trace!(%from, "QUIC queue full (or no QUIC endpoint): packet dropped");
+                }
+            }
+            Some(&probe::KIND_PROBE) => {
+                if let Some(nonce) = probe::parse_probe(datagram) {
+                    let reply = probe::probe_reply(nonce, &shared.public_key);
+                    let _ = shared.socket.try_send_to(&reply, from);
+                }
+            }
+            Some(&probe::KIND_PROBE_REPLY) => on_probe_reply(&shared, from, datagram),
+            Some(_) => on_datagram(&shared, &inbound, from, datagram),
+        }
+    }
+    // Fail every waiter at once.
+    let mut state = shared.state();
+    state.waiting.clear();
+    state.probes.clear();
+    debug!(local_addr = %shared.local_addr, "overlay receive loop ended");
+}
+
+fn on_probe_reply(shared: &Shared, from: SocketAddr, datagram: &[u8]) {
+    let Some((nonce, key)) = probe::parse_probe_reply(datagram) else {
+        return;
+    };
+    let mut state = shared.state();
+    // Only from the address probed.
+    if state.probes.get(&nonce).is_some_and(|(to, _)| *to == from) {
+        if let Some((_, tx)) = state.probes.remove(&nonce) {
+            let _ = tx.send(key);
+        }
+    }
+}
+
+/// Opens one overlay datagram and hands it on.
+fn on_datagram(
+    shared: &Arc<Shared>,
+    inbound: &mpsc::Sender<DatagramRequest>,
+    from: SocketAddr,
+    datagram: &[u8],
+) {
+    let now = now_us();
+    let mut state = shared.state();
+    let opened = match state.codec.open(now, from, datagram) {
+        Ok(opened) => opened,
+        Err(e) => {
+            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            trace!(%from, error = %e, "datagram refused");
+            return;
+        }
+    };
+    match opened.kind {
+        Kind::Request => {
+            drop(state);
+            let Some(reply_to) = opened.reply_to else {
+                return;
+            };
+            let request = DatagramRequest {
+                from: Contact::new(PublicKey(opened.peer.to_bytes()), from),
+                address_validated: opened.address_validated,
+                payload: Bytes::from(opened.payload),
+                replier: Replier {
+                    shared: shared.clone(),
+                    reply_to,
+                },
+            };
+            if inbound.try_send(request).is_err() {
+                shared
+                    .counters
+                    .inbound_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                trace!(%from, "inbound queue full: request dropped");
+            }
+        }
+        Kind::Reply => {
+            if let Some(waiter) = state.waiting.remove(&opened.request_id) {
+                let _ = waiter.reply.send(Ok(opened.payload));
+            }
+        }
+        Kind::Retry => {
+            let Some(waiter) = state.waiting.remove(&opened.request_id) else {
+                return;
+            };
+            if waiter.retried || waiter.reply.is_closed() {
+                return;
+            }
+            // The codec now holds the peer's token: the request goes again, once.
+            let sealed =
+                state
+                    .codec
+                    .seal_request(now, &waiter.to, &waiter.payload, waiter.reply_room);
+            match sealed {
+                Ok(sealed) => {
+                    let addr = waiter.addr;
+                    state.waiting.insert(
+                        sealed.request_id,
+                        Waiter {
+                            retried: true,
+                            ..waiter
+                        },
+                    );
+                    drop(state);
+                    let _ = shared.socket.try_send_to(&sealed.datagram, addr);
+                }
+                Err(e) => {
+                    let _ = waiter.reply.send(Err(OverlayError::Seal(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Forgets requests whose caller gave up, and what the codec no longer needs.
+fn sweep_abandoned(shared: &Shared) {
+    let mut state = shared.state();
+    let abandoned: Vec<u64> = state
+        .waiting
+        .iter()
+        .filter(|(_, w)| w.reply.is_closed())
+        .map(|(id, _)| *id)
+        .collect();
+    for id in abandoned {
+        state.waiting.remove(&id);
+        state.codec.forget_request(id);
+    }
+    state.codec.expire(now_us());
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Two overlays on loopback, over real UDP sockets.
+
+use super::*;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn config() -> OverlayConfig {
+    OverlayConfig {
+        request_timeout: Duration::from_millis(500),
+        inbound_queue: 64,
+    }
+}
+
+/// Serves every request on `inbound` by echoing its payload `times` times.
+fn echo(mut inbound: mpsc::Receiver<DatagramRequest>, times: usize) {
+    tokio::spawn(async move {
+        while let Some(request) = inbound.recv().await {
+            let reply = request.payload.repeat(times);
+            let _ = request.replier.send(&reply);
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_first_request_to_a_key_learned_elsewhere_is_answered_in_one_round_trip() {
+    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let b_id = Identity::generate();
+    let (b, b_in) = Overlay::bind(&b_id, loopback(), config()).unwrap();
+    let mut b_in = b_in;
+    // Nothing but the key and the address, as a FIND_NODE reply carries them.
+    let request = tokio::spawn({
+        let a = a.clone();
+        let (key, addr) = (b.public_key(), b.local_addr());
+        async move { a.request(&key, addr, Bytes::from_static(b"ping"), 0).await }
+    });
+    let inbound = b_in.recv().await.expect("request arrived");
+    assert_eq!(inbound.from.key, a.public_key(), "sender proved by the tag");
+    assert_eq!(inbound.from.id, a.public_key().node_id());
+    assert_eq!(inbound.from.addr.port(), a.local_addr().port());
+    assert_eq!(&inbound.payload[..], b"ping");
+    inbound.replier.send(b"pong").unwrap();
+    assert_eq!(request.await.unwrap().unwrap(), b"pong");
+    assert_eq!(b.public_key().node_id(), b_id.node_id());
+}
+
+#[tokio::test]
+async fn a_large_reply_to_an_unvalidated_address_costs_one_retry_and_arrives() {
+    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (b, b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    echo(b_in, 100);
+    // A 10-byte request whose reply is 1000 bytes, with no room made for it: B may not
+    // send 1000 bytes to an address that has not proved it receives them, so it sends a
+    // token; A asks again with it and gets the reply.
+    let reply = a
+        .request(
+            &b.public_key(),
+            b.local_addr(),
+            Bytes::from_static(b"0123456789"),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.len(), 1000);
+    // With the token held, the next large reply comes at once.
+    let reply = a
+        .request(
+            &b.public_key(),
+            b.local_addr(),
+            Bytes::from_static(b"abcdefghij"),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(&reply[..10], b"abcdefghij");
+}
+
+#[tokio::test]
+async fn a_probe_names_the_key_at_an_address() {
+    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (b, _b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    assert_eq!(a.probe(b.local_addr()).await.unwrap(), b.public_key());
+}
+
+#[tokio::test]
+async fn a_request_sealed_for_another_key_gets_no_answer_and_garbage_is_ignored() {
+    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (b, b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    echo(b_in, 1);
+    // Sealed for a key B does not hold: B cannot open it.
+    let stranger = Identity::generate().public_key();
+    let outcome = a
+        .request(&stranger, b.local_addr(), Bytes::from_static(b"x"), 0)
+        .await;
+    assert_eq!(outcome, Err(OverlayError::Timeout));
+    // Garbage at B's socket changes nothing; B still answers.
+    let raw = std::net::UdpSocket::bind(loopback()).unwrap();
+    for junk in [
+        &b"\x11garbage"[..],
+        &[0x12; 200][..],
+        &[][..],
+        &[0x13; 5][..],
+    ] {
+        raw.send_to(junk, b.local_addr()).unwrap();
+    }
+    let reply = a
+        .request(
+            &b.public_key(),
+            b.local_addr(),
+            Bytes::from_static(b"ok"),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, b"ok");
+    assert!(
+        b.refused().0 >= 2,
+        "junk counted as refused: {:?}",
+        b.refused()
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_payload_is_refused_before_sending() {
+    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (b, _b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let big = Bytes::from(vec![0u8; MAX_REQUEST_PAYLOAD + 1]);
+    assert_eq!(
+        a.request(&b.public_key(), b.local_addr(), big, 0).await,
+        Err(OverlayError::TooLarge(MAX_REQUEST_PAYLOAD + 1))
+    );
+}
+
+#[tokio::test]
+async fn quic_streams_share_the_overlay_port() {
+    let quic_config = || crate::EndpointConfig {
+        alpn: b"test/1".to_vec(),
+        request_timeout: Duration::from_secs(2),
+        max_message_size: 1 << 17,
+        idle_timeout: Duration::from_secs(10),
+    };
+    let (a_id, b_id) = (Identity::generate(), Identity::generate());
+    let (a, _a_in) = Overlay::bind(&a_id, loopback(), config()).unwrap();
+    let (b, b_in) = Overlay::bind(&b_id, loopback(), config()).unwrap();
+    echo(b_in, 1);
+    let (a_quic, _) =
+        crate::Endpoint::bind_on(&a_id, a.quic_socket().unwrap(), quic_config()).unwrap();
+    let (b_quic, mut b_streams) =
+        crate::Endpoint::bind_on(&b_id, b.quic_socket().unwrap(), quic_config()).unwrap();
+    assert_eq!(b_quic.local_addr(), b.local_addr(), "one port");
+    tokio::spawn(async move {
+        while let Some(inbound) = b_streams.recv().await {
+            if let Some(reply) = inbound.reply {
+                reply.send(inbound.message);
+            }
+        }
+    });
+    // A 60 KB frame over QUIC (too large for a datagram), on the overlay's port.
+    let mut frame = vec![0u8; 60_000];
+    frame[..4].copy_from_slice(&60_000u32.to_be_bytes());
+    frame[4..6].copy_from_slice(&660u16.to_be_bytes());
+    let reply = a_quic
+        .request(
+            b.local_addr(),
+            Some(b_id.node_id()),
+            Bytes::from(frame.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.message.len(), 60_000);
+    // Datagrams keep working beside it.
+    let reply = a
+        .request(
+            &b.public_key(),
+            b.local_addr(),
+            Bytes::from_static(b"dgram"),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, b"dgram");
+}
