@@ -109,3 +109,29 @@ async fn values_survive_a_third_of_the_nodes_stopping() {
     }
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_too_large_for_a_datagram_travel_over_quic_on_the_same_port() {
+    let net = testnet(12).await;
+    // The largest value the API takes: its STORE and FIND_VALUE reply cannot be
+    // datagrams, so they go over QUIC streams to the overlay port.
+    let value = Bytes::from(
+        (0..voidmesh_proto::dht_api::MAX_VALUE_LEN)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>(),
+    );
+    let small = Bytes::from_static(b"fits a datagram");
+    put_at(&net, 2, Key([0x61; 32]), &value, 300, 3).await;
+    put_at(&net, 2, Key([0x62; 32]), &small, 300, 3).await;
+    for getter in [0usize, 5, 11] {
+        assert_eq!(
+            get_at(&net, getter, Key([0x61; 32])).await.as_ref(),
+            Some(&value)
+        );
+        assert_eq!(
+            get_at(&net, getter, Key([0x62; 32])).await.as_ref(),
+            Some(&small)
+        );
+    }
+    net.shutdown().await;
+}

@@ -29,6 +29,8 @@
 //! ```text
 //! 1    the message is not a request            (ERROR_NOT_A_REQUEST)
 //! 403  the sender's node id fails the id puzzle (ERROR_ID_PUZZLE)
+//! 413  the reply does not fit a datagram: ask again over a stream
+//!                                               (ERROR_TOO_LARGE_FOR_DATAGRAM)
 //! 429  the sender exceeded its request rate     (ERROR_RATE_LIMITED)
 //! ```
 
@@ -68,6 +70,9 @@ pub const ERROR_NOT_A_REQUEST: u16 = 1;
 /// ERROR code: the sender's node id does not solve the network's id puzzle, so it is not
 /// served (see [`crate::id::id_puzzle_ok`]).
 pub const ERROR_ID_PUZZLE: u16 = 403;
+/// ERROR code: the request came as a datagram and its reply would not fit one; the
+/// requester should send it again over a QUIC stream to the same port.
+pub const ERROR_TOO_LARGE_FOR_DATAGRAM: u16 = 413;
 /// ERROR code: the sender sent more requests than its rate limit allows; it may retry
 /// later, and the receiver may drop its connection.
 pub const ERROR_RATE_LIMITED: u16 = 429;

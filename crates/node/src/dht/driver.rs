@@ -4,6 +4,7 @@
 //! store changes to the disk and to the API's read path ([`LocalReads`]).
 
 use super::reads::{Copy, LocalReads, Rank};
+use super::transport::{reply_by_datagram, Transport};
 use super::Command;
 use crate::storage::{unix_ms, Completion, Storage, StoredRecord, StoredSigned};
 use bytes::Bytes;
@@ -14,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 use voidmesh_kad::{Event, Kademlia, QueryId, RequestFailure, RequestId, StoreChange, Transmit};
-use voidmesh_net::{Endpoint, Inbound, NetError};
+use voidmesh_net::overlay::DatagramRequest;
+use voidmesh_net::Inbound;
 use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::signed::SignedRecord;
 use voidmesh_proto::{Contact, KadMessage};
@@ -54,7 +56,7 @@ struct Waiting {
 /// Owns the state machine; see the module doc.
 pub(super) struct Driver {
     kad: Kademlia,
-    endpoint: Endpoint,
+    transport: Transport,
     /// Durable copies of records and contacts (absent for in-memory test networks).
     storage: Option<Storage>,
     /// The records held, published for the API connections after every turn.
@@ -73,7 +75,7 @@ fn now() -> std::time::Instant {
 impl Driver {
     pub(super) fn new(
         kad: Kademlia,
-        endpoint: Endpoint,
+        transport: Transport,
         storage: Option<Storage>,
         reads: Arc<LocalReads>,
     ) -> Self {
@@ -88,7 +90,7 @@ impl Driver {
         reads.set_local_is_final(kad.contact_count() == 0 || kad.config().read_quorum <= 1);
         Driver {
             kad,
-            endpoint,
+            transport,
             storage,
             reads,
             saved_contacts: Vec::new(),
@@ -102,6 +104,7 @@ impl Driver {
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
+        mut datagrams: mpsc::Receiver<DatagramRequest>,
         mut inbound: mpsc::Receiver<Inbound>,
         shutdown: CancellationToken,
     ) {
@@ -128,6 +131,7 @@ impl Driver {
                 biased;
                 _ = &mut cancelled => break,
                 Some(feedback) = self.feedback_rx.recv() => self.on_feedback(feedback),
+                Some(request) = datagrams.recv() => self.on_datagram(request),
                 Some(request) = inbound.recv() => self.on_inbound(request),
                 command = commands.recv() => match command {
                     Some(command) => {
@@ -148,7 +152,7 @@ impl Driver {
             self.drain();
         }
         self.save_contacts();
-        self.endpoint.close();
+        self.transport.close();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -210,23 +214,10 @@ impl Driver {
         addrs: Vec<SocketAddr>,
         reply: oneshot::Sender<Result<usize, super::BootstrapError>>,
     ) {
-        let endpoint = self.endpoint.clone();
+        let transport = self.transport.clone();
         let feedback = self.feedback_tx.clone();
         tokio::spawn(async move {
-            let ping = KadMessage::Ping.encode();
-            let pings = addrs.iter().map(|&addr| {
-                let endpoint = endpoint.clone();
-                let ping = ping.clone();
-                async move {
-                    match endpoint.request(addr, None, ping).await {
-                        Ok(response) => Some(Contact::new(response.key, addr)),
-                        Err(e) => {
-                            tracing::warn!(%addr, error = %e, "bootstrap peer did not answer");
-                            None
-                        }
-                    }
-                }
-            });
+            let pings = addrs.iter().map(|&addr| transport.resolve(addr));
             let seeds: Vec<Contact> = futures::future::join_all(pings)
                 .await
                 .into_iter()
@@ -252,6 +243,21 @@ impl Driver {
         }
     }
 
+    /// A request that came as a datagram: answered the same way as one on a stream.
+    fn on_datagram(&mut self, request: DatagramRequest) {
+        let message = match KadMessage::decode(&request.payload) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(peer = %request.from.id, error = %e, "malformed request dropped");
+                return;
+            }
+        };
+        let replier = request.replier;
+        self.answer(request.from, message, move |reply| {
+            reply_by_datagram(replier, &reply)
+        });
+    }
+
     fn on_inbound(&mut self, inbound: Inbound) {
         let Some(responder) = inbound.reply else {
             tracing::debug!(peer = %inbound.from, "one-way message on the DHT endpoint ignored");
@@ -266,17 +272,27 @@ impl Driver {
             }
         };
         let from = Contact::new(inbound.key, inbound.addr);
+        self.answer(from, request, move |reply| responder.send(reply.encode()));
+    }
+
+    /// Serves `request` from `from` and hands the reply to `respond` — once what a STORE
+    /// changed is durable.
+    fn answer(
+        &mut self,
+        from: Contact,
+        request: KadMessage,
+        respond: impl FnOnce(KadMessage) + Send + 'static,
+    ) {
         let now = now();
         let reply = self.kad.handle_request(now, from, request);
         self.apply_store_changes(now);
         match (&self.storage, reply) {
             (Some(storage), KadMessage::StoreReply { key, stored: true }) => {
-                // Answer "stored" only once what the STORE changed is durable.
                 storage.barrier(Box::new(move |ok| {
-                    responder.send(KadMessage::StoreReply { key, stored: ok }.encode())
+                    respond(KadMessage::StoreReply { key, stored: ok })
                 }));
             }
-            (_, reply) => responder.send(reply.encode()),
+            (_, reply) => respond(reply),
         }
     }
 
@@ -336,29 +352,13 @@ impl Driver {
     }
 
     fn send(&self, transmit: Transmit) {
-        let endpoint = self.endpoint.clone();
+        let transport = self.transport.clone();
         let feedback = self.feedback_tx.clone();
         tokio::spawn(async move {
-            let outcome = match endpoint
-                .request(
-                    transmit.to.addr,
-                    Some(transmit.to.id),
-                    transmit.message.encode(),
-                )
-                .await
-            {
-                Ok(response) => {
-                    KadMessage::decode(&response.message).map_err(|_| RequestFailure::Malformed)
-                }
-                Err(NetError::Timeout) => {
-                    tracing::debug!(peer = %transmit.to.id, "request timed out");
-                    Err(RequestFailure::Timeout)
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %transmit.to.id, error = %e, "request failed");
-                    Err(RequestFailure::Unreachable)
-                }
-            };
+            let outcome = transport.request(transmit.to, &transmit.message).await;
+            if let Err(failure) = &outcome {
+                tracing::debug!(peer = %transmit.to.id, ?failure, "request failed");
+            }
             let _ = feedback.send(Feedback::Response(transmit.request, outcome));
         });
     }

@@ -3,6 +3,7 @@
 
 mod driver;
 mod reads;
+mod transport;
 
 use crate::storage::{unix_ms, Loaded, Storage};
 use crate::NodeError;
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voidmesh_kad::Kademlia;
+use voidmesh_net::overlay::{Overlay, OverlayConfig};
 use voidmesh_net::{Endpoint, EndpointConfig, Identity};
 use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::frame::MAX_PEER_MESSAGE;
@@ -355,13 +357,24 @@ impl DhtNode {
             }
             None => (None, Loaded::default()),
         };
-        let (endpoint, inbound) =
-            Endpoint::bind(identity, p2p_address, net_config).map_err(|e| NodeError::Bind {
-                what: "DHT overlay",
-                addr: p2p_address,
-                reason: e.to_string(),
-            })?;
-        let p2p_addr = endpoint.local_addr();
+        let bind_error = |reason: String| NodeError::Bind {
+            what: "DHT overlay",
+            addr: p2p_address,
+            reason,
+        };
+        let overlay_config = OverlayConfig {
+            request_timeout: kad.request_timeout * 2,
+            ..OverlayConfig::default()
+        };
+        let (overlay, datagrams) = Overlay::bind(identity, p2p_address, overlay_config)
+            .map_err(|e| bind_error(e.to_string()))?;
+        let quic_socket = overlay
+            .quic_socket()
+            .ok_or_else(|| bind_error("no QUIC side".into()))?;
+        let (streams, inbound) = Endpoint::bind_on(identity, quic_socket, net_config)
+            .map_err(|e| bind_error(e.to_string()))?;
+        let p2p_addr = overlay.local_addr();
+        let transport = transport::Transport { overlay, streams };
         let node_id = identity.node_id();
         let now = tokio::time::Instant::now().into_std();
         let mut state = Kademlia::new(node_id, kad, now);
@@ -375,8 +388,8 @@ impl DhtNode {
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
         let reads = Arc::new(LocalReads::new(state.config().max_ttl));
-        let driver = driver::Driver::new(state, endpoint, storage, reads.clone());
-        let task = tokio::spawn(driver.run(commands_rx, inbound, shutdown.clone()));
+        let driver = driver::Driver::new(state, transport, storage, reads.clone());
+        let task = tokio::spawn(driver.run(commands_rx, datagrams, inbound, shutdown.clone()));
         Ok(DhtNode {
             handle: DhtHandle {
                 commands: commands_tx,

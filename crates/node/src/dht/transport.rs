@@ -1,0 +1,124 @@
+//! How the DHT's peer messages travel: one authenticated datagram each way when they fit
+//! (nearly all do: PING, FIND_NODE, FIND_VALUE, small STOREs), a QUIC stream on the same
+//! UDP port when they do not (a STORE or FIND_VALUE reply with a large value).
+//!
+//! A request that does not fit a datagram goes over QUIC at once. A datagram request
+//! whose reply would not fit is answered with ERROR 413
+//! ([`ERROR_TOO_LARGE_FOR_DATAGRAM`]), and the requester asks again over QUIC: the large
+//! case costs one extra round trip, the common case none.
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use voidmesh_kad::RequestFailure;
+use voidmesh_net::overlay::{Overlay, OverlayError, Replier, MAX_REPLY_PAYLOAD};
+use voidmesh_net::{Endpoint, NetError};
+use voidmesh_proto::kad_msg::ERROR_TOO_LARGE_FOR_DATAGRAM;
+use voidmesh_proto::{Contact, KadMessage};
+
+/// The DHT's two ways to a peer, on one UDP port.
+#[derive(Clone)]
+pub(super) struct Transport {
+    pub overlay: Overlay,
+    pub streams: Endpoint,
+}
+
+/// Room to make, on a first contact, for the reply to `message` (see
+/// [`Overlay::request`]): contact lists and values need a full datagram, PONG and
+/// STORE_REPLY fit in any request.
+fn reply_room(message: &KadMessage) -> usize {
+    match message {
+        KadMessage::FindNode { .. } | KadMessage::FindValue { .. } => MAX_REPLY_PAYLOAD,
+        _ => 0,
+    }
+}
+
+impl Transport {
+    /// Sends `message` to `to` and returns its decoded reply.
+    pub async fn request(
+        &self,
+        to: Contact,
+        message: &KadMessage,
+    ) -> Result<KadMessage, RequestFailure> {
+        let bytes = message.encode();
+        match self
+            .overlay
+            .request(&to.key, to.addr, bytes.clone(), reply_room(message))
+            .await
+        {
+            Ok(reply) => match KadMessage::decode(&Bytes::from(reply)) {
+                Ok(KadMessage::Error { code, .. }) if code == ERROR_TOO_LARGE_FOR_DATAGRAM => {
+                    self.request_over_stream(to, bytes).await
+                }
+                Ok(reply) => Ok(reply),
+                Err(_) => Err(RequestFailure::Malformed),
+            },
+            Err(OverlayError::TooLarge(_)) => self.request_over_stream(to, bytes).await,
+            Err(OverlayError::Timeout) => Err(RequestFailure::Timeout),
+            Err(e) => {
+                tracing::debug!(peer = %to.id, error = %e, "request not sent");
+                Err(RequestFailure::Unreachable)
+            }
+        }
+    }
+
+    async fn request_over_stream(
+        &self,
+        to: Contact,
+        bytes: Bytes,
+    ) -> Result<KadMessage, RequestFailure> {
+        match self.streams.request(to.addr, Some(to.id), bytes).await {
+            Ok(response) => {
+                KadMessage::decode(&response.message).map_err(|_| RequestFailure::Malformed)
+            }
+            Err(NetError::Timeout) => Err(RequestFailure::Timeout),
+            Err(e) => {
+                tracing::debug!(peer = %to.id, error = %e, "stream request failed");
+                Err(RequestFailure::Unreachable)
+            }
+        }
+    }
+
+    /// The contact answering at `addr`: the key it names on a probe, proved by an
+    /// authenticated PING. `None` (logged) if nobody answers.
+    pub async fn resolve(&self, addr: SocketAddr) -> Option<Contact> {
+        let key = match self.overlay.probe(addr).await {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "bootstrap peer did not answer");
+                return None;
+            }
+        };
+        let contact = Contact::new(key, addr);
+        match self.request(contact, &KadMessage::Ping).await {
+            Ok(KadMessage::Pong) => Some(contact),
+            other => {
+                tracing::warn!(%addr, outcome = ?other.map(|m| m.msg_type()), "bootstrap peer did not prove its key");
+                None
+            }
+        }
+    }
+
+    /// Closes both ways.
+    pub fn close(&self) {
+        self.streams.close();
+        self.overlay.close();
+    }
+}
+
+/// Sends `reply` to a datagram request: as is when it fits, else ERROR 413 so the
+/// requester asks again over a stream.
+pub(super) fn reply_by_datagram(replier: Replier, reply: &KadMessage) {
+    let bytes = reply.encode();
+    let outcome = if bytes.len() <= replier.max_reply() {
+        replier.send(&bytes)
+    } else {
+        let redirect = KadMessage::Error {
+            code: ERROR_TOO_LARGE_FOR_DATAGRAM,
+            message: "reply too large for a datagram; ask over a stream".into(),
+        };
+        replier.send(&redirect.encode())
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(error = %e, "reply not sent");
+    }
+}
