@@ -119,7 +119,7 @@ pub async fn w1(args: W1Args) -> Result<()> {
         ..defaults
     };
     let notes = format!(
-        "in-process, loopback QUIC, k={} alpha={} d={} read_quorum={}, {} in flight, PUT replication 20",
+        "in-process, loopback UDP (authenticated datagrams; QUIC for values over a datagram), k={} alpha={} d={} read_quorum={}, {} in flight, PUT replication 20",
         kad.k, kad.alpha, kad.disjoint_paths, kad.read_quorum, args.in_flight
     );
     let net = Testnet::start(args.nodes, kad, args.join_concurrency)

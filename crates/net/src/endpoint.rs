@@ -400,7 +400,7 @@ const SOCKET_RECEIVE_BUFFER: usize = 1024 * 1024;
 
 /// Asks for a larger UDP receive buffer than the OS default, so that bursts are not
 /// dropped while the endpoint's task waits for a core; best effort.
-fn enlarge_receive_buffer(socket: &std::net::UdpSocket) {
+pub(crate) fn enlarge_receive_buffer(socket: &std::net::UdpSocket) {
     let state = match quinn::udp::UdpSocketState::new(socket.into()) {
         Ok(state) => state,
         Err(e) => {

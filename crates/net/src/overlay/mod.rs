@@ -214,6 +214,8 @@ impl Overlay {
         config: OverlayConfig,
     ) -> std::io::Result<(Overlay, mpsc::Receiver<DatagramRequest>)> {
         let std_socket = std::net::UdpSocket::bind(addr)?;
+        // Bursts (a lookup's answers, a join) must not overflow the kernel's queue.
+        crate::endpoint::enlarge_receive_buffer(&std_socket);
         std_socket.set_nonblocking(true)?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let local_addr = socket.local_addr()?;
