@@ -1,7 +1,7 @@
-//! Chat history: every message sent and received, in SQLite under `data_dir`, kept across
-//! restarts.
+//! Chat history: every message sent and received, and the rooms joined, in SQLite under
+//! `data_dir`, kept across restarts.
 
-use crate::event::clock;
+use crate::clock;
 use crate::ChatError;
 use rusqlite::{params, Connection};
 use std::fmt;
@@ -38,16 +38,13 @@ pub struct Entry {
 }
 
 impl fmt::Display for Entry {
+    /// `YYYY-MM-DD HH:MM:SS +hh:mm WHO [status] text`, local time, "you" for one's own.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let arrow = match self.direction {
-            Direction::Out => "->",
-            Direction::In => "<-",
-        };
         write!(
             f,
-            "{} {arrow} {} [{}] {}",
-            clock(self.at_ms),
-            self.author,
+            "{} {} [{}] {}",
+            clock::stamp(&clock::local(self.at_ms)),
+            crate::event::author(self),
             self.status,
             self.text
         )
@@ -81,7 +78,8 @@ impl History {
                  status TEXT NOT NULL,
                  local_ref TEXT
              );
-             CREATE INDEX IF NOT EXISTS by_conversation ON messages (conversation, id);",
+             CREATE INDEX IF NOT EXISTS by_conversation ON messages (conversation, id);
+             CREATE TABLE IF NOT EXISTS rooms (name TEXT PRIMARY KEY);",
         )
         .map_err(|e| history_error(&path, e))?;
         Ok(History { db: Mutex::new(db) })
@@ -170,6 +168,38 @@ impl History {
 }
 
 impl History {
+    /// The rooms joined (and not left) when the chat last ran, by name.
+    ///
+    /// # Errors
+    /// [`ChatError::History`] when the read fails.
+    pub fn rooms(&self) -> Result<Vec<String>, ChatError> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT name FROM rooms ORDER BY rowid")
+            .map_err(|e| ChatError::History(e.to_string()))?;
+        let rows = stmt
+            .query_map([], |row| row.get(0))
+            .map_err(|e| ChatError::History(e.to_string()))?;
+        rows.collect::<Result<Vec<String>, _>>()
+            .map_err(|e| ChatError::History(e.to_string()))
+    }
+
+    /// Records that `room` is joined (`true`) or left.
+    ///
+    /// # Errors
+    /// [`ChatError::History`] when the write fails.
+    pub fn set_joined(&self, room: &str, joined: bool) -> Result<(), ChatError> {
+        let sql = if joined {
+            "INSERT OR IGNORE INTO rooms (name) VALUES (?1)"
+        } else {
+            "DELETE FROM rooms WHERE name = ?1"
+        };
+        self.db()
+            .execute(sql, params![room])
+            .map_err(|e| ChatError::History(e.to_string()))?;
+        Ok(())
+    }
+
     /// The connection; a panic while it was held cannot leave SQLite inconsistent, so a
     /// poisoned lock is taken over.
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -218,5 +248,33 @@ mod tests {
             history.conversation("bob#abcdefghij", 1).unwrap()[0].text,
             "two"
         );
+    }
+
+    #[test]
+    fn joined_rooms_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let history = History::open(dir.path()).unwrap();
+            history.set_joined("rust", true).unwrap();
+            history.set_joined("trio", true).unwrap();
+            history.set_joined("rust", true).unwrap();
+            history.set_joined("gone", true).unwrap();
+            history.set_joined("gone", false).unwrap();
+        }
+        let history = History::open(dir.path()).unwrap();
+        assert_eq!(history.rooms().unwrap(), ["rust", "trio"]);
+    }
+
+    #[test]
+    fn own_lines_read_as_you() {
+        let shown = entry("one", Direction::Out).to_string();
+        assert!(shown.contains(" you [sent] one"), "{shown}");
+        assert!(!shown.contains("->"));
+        let shown = Entry {
+            author: "bob#abcdefghij".into(),
+            ..entry("two", Direction::In)
+        }
+        .to_string();
+        assert!(shown.contains(" bob#abcdefghij [sent] two"), "{shown}");
     }
 }

@@ -16,16 +16,20 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod clock;
 pub mod command;
+pub mod conversations;
 pub mod engine;
 pub mod event;
 pub mod history;
+pub mod liveness;
 pub mod peer;
 pub mod plain;
 pub mod presence;
 pub mod room;
 pub mod session;
 pub mod sessions;
+pub mod signals;
 pub mod tui;
 pub mod user;
 

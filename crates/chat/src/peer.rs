@@ -7,16 +7,27 @@ use crate::history::History;
 use crate::user::{check_name, Handle, UserKey};
 use crate::ChatError;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::Path;
 use std::time::Duration;
-use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 use voidmesh_net::{Endpoint, EndpointConfig, Identity};
 use voidmesh_node::config::Config;
 use voidmesh_node::service::{DhtService, GossipService};
 
-/// How long starting waits for the DHT to join through a bootstrapper before publishing
-/// presence anyway (it is published again every `presence_republish`).
-pub const JOIN_WAIT: Duration = Duration::from_secs(15);
+/// Chat connections carrying no session close after this long; a session's connection
+/// never idles, its peer being probed (see [`crate::liveness`]).
+const CHAT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The handle user `name` has with the user key under `data_dir` (created if missing),
+/// for showing it before the peer has started.
+///
+/// # Errors
+/// [`ChatError::BadHandle`] for a bad name, [`ChatError::UserKey`].
+pub fn handle_for(name: &str, data_dir: &Path) -> Result<Handle, ChatError> {
+    check_name(name)?;
+    let user = UserKey::load_or_create(data_dir)?;
+    Ok(Handle::new(name, &user.public_key()))
+}
 
 /// A running chat peer.
 pub struct ChatPeer {
@@ -29,8 +40,8 @@ pub struct ChatPeer {
 impl ChatPeer {
     /// Starts every part for user `name` from `config` (which must have `[dht]`,
     /// `[gossip]` and `[chat]` sections) with hostkey `identity`, and returns the UI's
-    /// side of the engine. Presence is published once the DHT has joined (or after
-    /// [`JOIN_WAIT`]); [`crate::Event::Ready`] follows.
+    /// side of the engine at once (sockets bound, nothing waited for). Presence is
+    /// published once the DHT has joined; [`crate::Event::Ready`] follows.
     ///
     /// # Errors
     /// [`ChatError::Start`] (missing sections, addresses that cannot be bound),
@@ -68,6 +79,7 @@ impl ChatPeer {
             presence_ttl: chat_section.presence_ttl,
             max_message_bytes: chat_section.max_message_bytes,
             request_timeout: chat_section.request_timeout,
+            liveness: chat_section.liveness,
             replication: dht_config.kad.k.min(usize::from(u8::MAX)) as u8,
             ..ChatConfig::default()
         };
@@ -75,7 +87,7 @@ impl ChatPeer {
             alpn: CHAT_ALPN.to_vec(),
             request_timeout: chat_config.request_timeout,
             max_message_size: chat_config.max_message_bytes + 1024,
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: CHAT_IDLE_TIMEOUT,
         };
         let (endpoint, inbound) =
             Endpoint::bind(identity, chat_section.p2p_address, endpoint_config).map_err(|e| {
@@ -101,7 +113,8 @@ impl ChatPeer {
         let chat_addr = advertise(endpoint.local_addr());
         let gossip_addr = advertise(gossip.p2p_addr());
 
-        wait_for_join(&dht, !dht_config.bootstrappers.is_empty()).await;
+        let remembered = dht.remembered_contacts() > 0;
+        let expect_peers = !dht_config.bootstrappers.is_empty() || remembered;
         let ui = engine::start(
             Parts {
                 user,
@@ -113,6 +126,7 @@ impl ChatPeer {
                 chat_addrs: vec![chat_addr],
                 gossip_addr: Some(gossip_addr),
                 history,
+                expect_peers,
             },
             chat_config,
         )
@@ -164,33 +178,6 @@ impl ChatPeer {
         self.gossip.shutdown().await;
         self.dht.shutdown().await;
     }
-}
-
-/// Waits until the DHT knows a contact (it joins in the background), at most [`JOIN_WAIT`].
-async fn wait_for_join(dht: &DhtService, has_bootstrappers: bool) {
-    let remembered = dht
-        .handle()
-        .contacts()
-        .await
-        .map(|c| !c.is_empty())
-        .unwrap_or(false);
-    if !has_bootstrappers && !remembered {
-        return;
-    }
-    let deadline = Instant::now() + JOIN_WAIT;
-    while Instant::now() < deadline {
-        if dht
-            .handle()
-            .contacts()
-            .await
-            .map(|c| !c.is_empty())
-            .unwrap_or(true)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    warn!("the DHT has not joined yet; publishing presence anyway");
 }
 
 /// The first bootstrapper that parses as an address.

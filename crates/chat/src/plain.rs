@@ -1,50 +1,21 @@
 //! The plain line mode (`voidmesh chat --plain`): commands and messages are read one per
 //! line, events are written one per line (see [`crate::Event`]'s `Display`). Made for
-//! scripts and tests; the end of the input means `/quit`.
+//! scripts and tests. Commands other than `/help` and `/quit` are refused before `ready`;
+//! the end of the input, SIGINT, SIGTERM and SIGHUP mean `/quit` (`stopped` is the last
+//! line).
 
-use crate::command::{parse_line, Command, Input, Target, HELP};
+use crate::command::{parse_line, Command, Input, HELP};
+use crate::conversations::Conversations;
 use crate::engine::ChatUi;
 use crate::event::Event;
+use crate::signals::Signal;
 use crate::ChatError;
+use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
-/// Where typed lines go, following what the user and the peers do.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CurrentTarget(Option<Target>);
-
-impl CurrentTarget {
-    /// The current target, if any.
-    pub fn get(&self) -> Option<&Target> {
-        self.0.as_ref()
-    }
-
-    /// Follows a command the user gave: `/chat` and `/join` switch to their target.
-    pub fn on_command(&mut self, command: &Command) {
-        match command {
-            Command::Open(handle) => self.0 = Some(Target::User(handle.clone())),
-            Command::Join(room) => self.0 = Some(Target::Room(room.clone())),
-            _ => {}
-        }
-    }
-
-    /// Follows an event: a session someone opens becomes current if nothing is; an
-    /// ended session or a left room stops being current.
-    pub fn on_event(&mut self, event: &Event) {
-        match event {
-            Event::SessionOpened {
-                peer,
-                by_peer: true,
-            } if self.0.is_none() => {
-                self.0 = Some(Target::User(peer.clone()));
-            }
-            Event::SessionEnded { peer, .. } if self.0 == Some(Target::User(peer.clone())) => {
-                self.0 = None;
-            }
-            Event::Left(room) if self.0 == Some(Target::Room(room.clone())) => self.0 = None,
-            _ => {}
-        }
-    }
-}
+/// How long a signal waits for the engine to stop (it bounds each of its own steps).
+const STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// Runs the line mode until the engine stops.
 ///
@@ -54,12 +25,18 @@ pub async fn run(
     mut ui: ChatUi,
     input: impl AsyncBufRead + Unpin,
     mut output: impl AsyncWrite + Unpin,
+    mut signals: mpsc::Receiver<Signal>,
 ) -> Result<(), ChatError> {
     let write_error = |e: std::io::Error| ChatError::Terminal(e.to_string());
     let mut lines = input.lines();
     let mut input_open = true;
-    let mut current = CurrentTarget::default();
+    let mut ready = false;
+    let mut conversations = Conversations::default();
+    let mut stop_by: Option<tokio::time::Instant> = None;
     loop {
+        let deadline =
+            stop_by.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let mut said = Vec::new();
         tokio::select! {
             line = lines.next_line(), if input_open => {
                 let line = match line {
@@ -70,38 +47,62 @@ pub async fn run(
                         continue;
                     }
                 };
-                match parse_line(&line, current.get()) {
+                match parse_line(&line, conversations.current()) {
                     Ok(Input::Command(command)) => {
-                        current.on_command(&command);
                         let quit = command == Command::Quit;
-                        if ui.commands.send(command).await.is_err() {
-                            return Ok(());
-                        }
-                        if quit {
-                            input_open = false;
+                        if !ready && !quit {
+                            said.push("error not ready yet: wait for the `ready` line".to_owned());
+                        } else {
+                            conversations.on_command(&command);
+                            if ui.commands.send(command).await.is_err() {
+                                return Ok(());
+                            }
+                            if quit {
+                                input_open = false;
+                            }
                         }
                     }
-                    Ok(Input::Help) => {
-                        for line in HELP.lines() {
-                            output.write_all(format!("help {line}\n").as_bytes()).await.map_err(write_error)?;
-                        }
-                    }
+                    Ok(Input::Help) => said.extend(HELP.lines().map(|l| format!("help {l}"))),
                     Ok(Input::Nothing) => {}
-                    Err(message) => {
-                        output.write_all(format!("error {message}\n").as_bytes()).await.map_err(write_error)?;
-                    }
+                    Err(message) => said.push(format!("error {message}")),
                 }
-                output.flush().await.map_err(write_error)?;
             }
             event = ui.events.recv() => {
                 let Some(event) = event else { return Ok(()) };
-                current.on_event(&event);
-                output.write_all(format!("{event}\n").as_bytes()).await.map_err(write_error)?;
-                output.flush().await.map_err(write_error)?;
-                if event == Event::Stopped {
+                conversations.on_event(&event);
+                ready |= matches!(event, Event::Ready { .. });
+                let stopped = event == Event::Stopped;
+                said.push(event.to_string());
+                if stopped {
+                    write_lines(&mut output, &said).await.map_err(write_error)?;
                     return Ok(());
                 }
             }
+            Some(_) = signals.recv() => {
+                input_open = false;
+                stop_by.get_or_insert_with(|| tokio::time::Instant::now() + STOP_WAIT);
+                let _ = ui.commands.send(Command::Quit).await;
+            }
+            _ = tokio::time::sleep_until(deadline), if stop_by.is_some() => {
+                said.push("stopped".to_owned());
+                write_lines(&mut output, &said).await.map_err(write_error)?;
+                return Ok(());
+            }
         }
+        write_lines(&mut output, &said).await.map_err(write_error)?;
     }
+}
+
+async fn write_lines(
+    output: &mut (impl AsyncWrite + Unpin),
+    lines: &[String],
+) -> std::io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    for line in lines {
+        output.write_all(line.as_bytes()).await?;
+        output.write_all(b"\n").await?;
+    }
+    output.flush().await
 }

@@ -3,10 +3,12 @@
 
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use voidmesh_chat::peer::ChatPeer;
-use voidmesh_node::config::{default_data_dir, Config};
+use voidmesh_chat::peer::{handle_for, ChatPeer};
+use voidmesh_chat::signals;
+use voidmesh_node::config::{default_data_dir, resolve_addr, Config};
 
 /// Options of `voidmesh chat`.
 #[derive(clap::Args)]
@@ -22,10 +24,11 @@ pub struct ChatArgs {
     /// the next port, as --listen sets it up). Comma-separated; any one answering is enough.
     #[arg(long, value_delimiter = ',')]
     bootstrap: Vec<String>,
-    /// Where to listen: the DHT on HOST:PORT, gossip on PORT+1, chat sessions on PORT+2.
-    /// Port 0 takes any free ports (then others cannot bootstrap through you).
-    #[arg(long, default_value = "0.0.0.0:0")]
-    listen: SocketAddr,
+    /// Where to listen: the DHT on HOST:PORT, gossip on PORT+1, chat sessions on PORT+2
+    /// (HOST may be a name). Port 0 takes any free ports (then others cannot bootstrap
+    /// through you). Default 0.0.0.0:0. Not with -c (the file gives the addresses).
+    #[arg(long)]
+    listen: Option<String>,
     /// Where the user key, hostkey, remembered contacts and history live
     /// (default: the per-user data directory).
     #[arg(long)]
@@ -35,10 +38,18 @@ pub struct ChatArgs {
     plain: bool,
 }
 
-/// Runs the chat until `/quit` (or the end of stdin in plain mode).
+/// Runs the chat until `/quit`, the end of stdin in plain mode, or SIGINT/SIGTERM/SIGHUP.
+/// Everything the user gave is checked before anything is created or bound.
 pub fn run(args: ChatArgs) -> Result<()> {
+    voidmesh_chat::user::check_name(&args.name)?;
     let config = match &args.config {
         Some(path) => {
+            if args.listen.is_some() {
+                anyhow::bail!(
+                    "--listen cannot be used with -c: the addresses come from {} ([dht], [gossip] and [chat] p2p_address)",
+                    path.display()
+                );
+            }
             let mut config = Config::load(path)?;
             if let Some(dir) = &args.data_dir {
                 config.data_dir = dir.clone();
@@ -47,11 +58,23 @@ pub fn run(args: ChatArgs) -> Result<()> {
             config
         }
         None => {
+            let listen = args.listen.as_deref().unwrap_or("0.0.0.0:0");
+            let listen = resolve_addr(listen).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
             let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-            let text = config_text(args.listen, &args.bootstrap, &data_dir)?;
+            let text = config_text(listen, &args.bootstrap, &data_dir)?;
             Config::parse(Path::new("<command line>"), &text)?
         }
     };
+    config.require_dht()?;
+    config.require_gossip()?;
+    if config.chat.is_none() {
+        anyhow::bail!("{}: the [chat] section is missing", config.path.display());
+    }
+    if !args.plain && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        anyhow::bail!(
+            "the chat's terminal UI needs a terminal (stdin and stdout are not one); use --plain for scripts and pipes"
+        );
+    }
     init_logging(&config.data_dir, args.plain)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -61,10 +84,19 @@ pub fn run(args: ChatArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let (peer, ui) = ChatPeer::start(&args.name, &config, &identity).await?;
-        let me = peer.handle().clone();
+    let outcome = runtime.block_on(async move {
+        // From here on, these signals quit the chat cleanly instead of killing it.
+        let mut signals = signals::listen()?;
         if args.plain {
+            let start = ChatPeer::start(&args.name, &config, &identity);
+            let (peer, ui) = tokio::select! {
+                started = start => started?,
+                Some(_) = signals.recv() => {
+                    println!("stopped");
+                    return Ok(());
+                }
+            };
+            let me = peer.handle().clone();
             println!(
                 "listening {me} dht={} gossip={} chat={}",
                 peer.dht_addr(),
@@ -72,13 +104,22 @@ pub fn run(args: ChatArgs) -> Result<()> {
                 peer.chat_addr()
             );
             let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-            voidmesh_chat::plain::run(ui, stdin, tokio::io::stdout()).await?;
+            voidmesh_chat::plain::run(ui, stdin, tokio::io::stdout(), signals).await?;
+            peer.shutdown().await;
         } else {
-            voidmesh_chat::tui::run(ui, me).await?;
+            let me = handle_for(&args.name, &config.data_dir)?;
+            let start = ChatPeer::start(&args.name, &config, &identity);
+            let peer = voidmesh_chat::tui::run(me, start, signals).await?;
+            if let Some(peer) = peer {
+                peer.shutdown().await;
+            }
         }
-        peer.shutdown().await;
-        Ok(())
-    })
+        tracing::info!("stopped");
+        Ok::<(), anyhow::Error>(())
+    });
+    // The reader of stdin may still be blocked in a read (a signal ended the line mode).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    outcome
 }
 
 /// The configuration `voidmesh chat` uses without `-c`, as INI text (so that it is

@@ -107,6 +107,8 @@ pub struct ChatSection {
     pub max_message_bytes: usize,
     /// `request_timeout`: how long opening a session or sending a line may take (5 s).
     pub request_timeout: Duration,
+    /// `liveness`: a session's peer silent this long is shown as gone (default 3 s).
+    pub liveness: Duration,
 }
 
 const TOP_KEYS: &[&str] = &["hostkey", "data_dir"];
@@ -151,6 +153,7 @@ const CHAT_KEYS: &[&str] = &[
     "advertise_address",
     "presence_republish",
     "presence_ttl",
+    "liveness",
     "max_message_bytes",
     "request_timeout",
 ];
@@ -514,6 +517,7 @@ impl Doc<'_> {
             presence_ttl: self.duration(s, "presence_ttl", Duration::from_secs(900))?,
             max_message_bytes: self.number(s, "max_message_bytes", 4096, 1..=60_000)?,
             request_timeout: self.duration(s, "request_timeout", Duration::from_secs(5))?,
+            liveness: self.duration(s, "liveness", Duration::from_secs(3))?,
         })
     }
 }

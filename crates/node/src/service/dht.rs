@@ -72,6 +72,12 @@ impl DhtService {
         })
     }
 
+    /// How many contacts were remembered from the last run (and are tried like
+    /// bootstrappers).
+    pub fn remembered_contacts(&self) -> usize {
+        self.node.remembered_contacts().len()
+    }
+
     /// A handle to the DHT.
     pub fn handle(&self) -> DhtHandle {
         self.node.handle()
