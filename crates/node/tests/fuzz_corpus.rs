@@ -98,8 +98,13 @@ fn pem_corpus() {
 /// Every corpus directory belongs to a target that a test above replays, and every
 /// target has a corpus.
 #[test]
+fn datagram_corpus_is_replayed() {
+    replay_with("datagram", voidmesh_net::datagram::fuzz_open);
+}
+
+#[test]
 fn every_corpus_directory_is_replayed() {
-    let node_targets = ["config", "pem"];
+    let node_targets = ["config", "pem", "datagram"];
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(corpus_root()).expect("fuzz/corpus exists") {
         let entry = entry.expect("directory entry");
