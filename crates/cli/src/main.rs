@@ -1,5 +1,6 @@
 //! The one `voidmesh` binary.
 
+mod api_client;
 mod bench;
 mod chat_cmd;
 mod load;
@@ -7,6 +8,7 @@ mod testnet_demo;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use voidmesh_node::config::Config;
 use voidmesh_node::service::{DhtService, GossipService};
@@ -64,6 +66,36 @@ enum Command {
         /// How many nodes.
         #[arg(long, default_value_t = 20)]
         nodes: usize,
+        /// Node i's API listens on BASE+2i and its peer socket on BASE+2i+1 (default: any
+        /// free ports).
+        #[arg(long)]
+        base_port: Option<u16>,
+    },
+    /// Store VALUE under KEY through a node's DHT API (VoidPhone DHT PUT). KEY is 64 hex
+    /// digits, or any text (then its SHA-256 is the key).
+    Put {
+        /// The node's DHT API address, HOST:PORT.
+        #[arg(long)]
+        api: String,
+        /// The key.
+        key: String,
+        /// The value (UTF-8 text).
+        value: String,
+        /// Seconds the value lives (the node caps it by its max_ttl).
+        #[arg(long, default_value_t = 3600)]
+        ttl: u16,
+        /// Nodes asked to store it (clamped to [1, max_replication]).
+        #[arg(long, default_value_t = 5)]
+        replication: u8,
+    },
+    /// Fetch the value under KEY through a node's DHT API (VoidPhone DHT GET) and print it;
+    /// exit status 1 if it is not found.
+    Get {
+        /// The node's DHT API address, HOST:PORT.
+        #[arg(long)]
+        api: String,
+        /// The key (as for `put`).
+        key: String,
     },
     /// The deterministic simulator: the real Kademlia and gossip state machines on a
     /// virtual network of up to 100 000 nodes (latency, loss, churn, adversaries).
@@ -90,11 +122,17 @@ fn main() -> std::process::ExitCode {
         // The chat sets up its own logging (to a file under the terminal UI).
         return exit_code(chat_cmd::run(*args));
     }
+    // The testnet prints its own summary; its nodes' routine lines would drown it.
+    let default_level = match cli.command {
+        Command::Testnet { .. } | Command::Put { .. } | Command::Get { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     exit_code(run(cli))
@@ -119,7 +157,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dht { config } => run_modules(&config, true, false),
         Command::Gossip { config } => run_modules(&config, false, true),
         Command::Node { config } => run_modules(&config, true, true),
-        Command::Testnet { nodes } => runtime()?.block_on(testnet_demo::run(nodes)),
+        Command::Testnet { nodes, base_port } => {
+            runtime()?.block_on(testnet_demo::run(nodes, base_port))
+        }
+        Command::Put {
+            api,
+            key,
+            value,
+            ttl,
+            replication,
+        } => runtime()?.block_on(api_client::put(&api, &key, &value, ttl, replication)),
+        Command::Get { api, key } => runtime()?.block_on(api_client::get(&api, &key)),
         Command::Sim(args) => voidmesh_sim::run_cli(*args),
         Command::Chat(args) => chat_cmd::run(*args),
         Command::Bench(BenchCommand::W1(args)) => runtime()?.block_on(bench::w1(args)),

@@ -1,4 +1,5 @@
-//! `voidmesh testnet`: a local network to try the DHT API against.
+//! `voidmesh testnet`: a local network to try the DHT API against, with the repository's
+//! own client (`voidmesh put|get --api`).
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -7,14 +8,15 @@ use voidmesh_node::client::DhtClient;
 use voidmesh_node::testnet::Testnet;
 use voidmesh_proto::Key;
 
-/// Starts `n` nodes, prints their API addresses, demonstrates PUT at one node and GET at
-/// others through the real API, then waits for Ctrl-C.
-pub async fn run(n: usize) -> Result<()> {
+/// Starts `n` nodes (on fixed ports from `base_port` if given), prints one line per node,
+/// demonstrates PUT at one node and GET at others through the real API, then waits for
+/// Ctrl-C.
+pub async fn run(n: usize, base_port: Option<u16>) -> Result<()> {
     anyhow::ensure!(n >= 1, "--nodes must be at least 1");
     let started = Instant::now();
-    let net = Testnet::start(n, voidmesh_kad::Config::default(), 32).await?;
+    let net = Testnet::start_at(n, voidmesh_kad::Config::default(), 32, base_port).await?;
     println!(
-        "{n} nodes up and joined in {:.2} s",
+        "one network of {n} nodes on 127.0.0.1, node 0 first and the others joined through it, in {:.2} s",
         started.elapsed().as_secs_f64()
     );
     for (i, node) in net.nodes.iter().enumerate() {
@@ -49,7 +51,12 @@ pub async fn run(n: usize) -> Result<()> {
             None => println!("PUT at node {putter}, GET at node {getter}: not found"),
         }
     }
-    println!("\nRunning; connect any VoidPhone DHT client to an api address above. Ctrl-C stops.");
+    let first = net.nodes[0].api_addr();
+    let last = net.nodes[n - 1].api_addr();
+    println!("\nRunning. Try it from another terminal (the API is docs/voidphone-api.md):");
+    println!("  voidmesh put --api {first} greeting 'hello'");
+    println!("  voidmesh get --api {last} greeting");
+    println!("Ctrl-C stops.");
     tokio::signal::ctrl_c().await?;
     net.shutdown().await;
     Ok(())

@@ -23,10 +23,36 @@ impl Testnet {
         kad: voidmesh_kad::Config,
         concurrency: usize,
     ) -> Result<Testnet, NodeError> {
-        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Testnet::start_at(n, kad, concurrency, None).await
+    }
+
+    /// [`Testnet::start`] on fixed ports when `base_port` is given: node `i`'s API on
+    /// `base_port + 2i`, its peer socket on `base_port + 2i + 1` (else any free ports).
+    ///
+    /// # Errors
+    /// As [`Testnet::start`]; [`NodeError::Join`] when the ports would pass 65535.
+    pub async fn start_at(
+        n: usize,
+        kad: voidmesh_kad::Config,
+        concurrency: usize,
+        base_port: Option<u16>,
+    ) -> Result<Testnet, NodeError> {
+        if let Some(base) = base_port {
+            let last = u32::from(base) + 2 * n as u32;
+            if last > u32::from(u16::MAX) + 1 {
+                return Err(NodeError::Join(format!(
+                    "--base-port {base} with {n} nodes needs ports up to {}, above 65535",
+                    last - 1
+                )));
+            }
+        }
+        let port = |i: usize, offset: u16| -> u16 {
+            base_port.map_or(0, |base| base + 2 * i as u16 + offset)
+        };
+        let loopback = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
         let settings = |seed: u64| DhtConfig {
-            p2p_address: loopback,
-            api_address: loopback,
+            p2p_address: loopback(port(seed as usize, 1)),
+            api_address: loopback(port(seed as usize, 0)),
             bootstrappers: Vec::new(),
             kad: voidmesh_kad::Config {
                 rng_seed: seed,
