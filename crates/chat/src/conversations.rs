@@ -225,12 +225,12 @@ mod tests {
         c.on_event(&line(bob()));
         assert_eq!(c.current(), Some(&Target::Room("trio".into())));
         assert_eq!(c.unread(&Target::User(bob())), 2);
-        c.cycle(true);
-        assert_eq!(c.current(), Some(&Target::Room("trio".into())));
         // Sessions come first in the list: from #trio, Tab wraps around to bob.
-        c.cycle(false);
+        c.cycle(true);
         assert_eq!(c.current(), Some(&Target::User(bob())));
         assert_eq!(c.unread(&Target::User(bob())), 0);
+        c.cycle(false);
+        assert_eq!(c.current(), Some(&Target::Room("trio".into())));
     }
 
     #[test]

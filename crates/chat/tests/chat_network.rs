@@ -11,6 +11,7 @@ use voidmesh_chat::history::{Direction, History};
 use voidmesh_chat::peer::ChatPeer;
 use voidmesh_chat::presence::{directory_key, presence_key, Presence};
 use voidmesh_chat::room::{room_data_type, sign_post};
+use voidmesh_chat::tui::{Action, App};
 use voidmesh_chat::{ChatUi, Command, Event, Handle, Target, UserKey};
 use voidmesh_net::Identity;
 use voidmesh_node::config::Config;
@@ -237,11 +238,11 @@ async fn two_users_find_each_other_talk_end_and_sign_off() {
     )
     .await;
     let failed = next(&mut alice.ui, |e| {
-        matches!(e, Event::Failed { .. } | Event::Delivered { .. })
+        matches!(e, Event::Error(_) | Event::Sent { .. })
     })
     .await;
     assert!(
-        matches!(&failed, Event::Failed { reason, .. } if reason.contains("too long")),
+        matches!(&failed, Event::Error(reason) if reason.contains("1001 bytes, the limit is 1000")),
         "{failed}"
     );
 
@@ -722,4 +723,183 @@ async fn a_restarted_peer_reaches_its_room_without_the_bootstrapper() {
     );
     quit(alice).await;
     quit(bob).await;
+}
+
+/// Feeds `user`'s events to `app` until one that `pick` accepts (which is fed too).
+async fn drive(app: &mut App, user: &mut User, pick: impl Fn(&Event) -> bool) -> Event {
+    let event = next(&mut user.ui, |_| true).await;
+    app.on_event(event.clone());
+    if pick(&event) {
+        return event;
+    }
+    Box::pin(drive(app, user, pick)).await
+}
+
+/// Types `text` into `app` and Enter, and hands what it asks for to `user`'s engine.
+async fn type_line(app: &mut App, user: &User, text: &str) {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    for c in text.chars() {
+        app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    match app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
+        Some(Action::Command(command)) => send(user, command).await,
+        other => panic!("typing {text:?} gave {other:?}"),
+    }
+}
+
+/// The three users: carol talks in #trio with dave; bob opens a session with
+/// carol and writes; carol, her terminal UI driven by her real engine, types a reply
+/// under his line. The reply reaches bob, never #trio; what she typed before switching
+/// (Tab) went to #trio, where she saw it typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reply_to_a_private_line_goes_to_its_sender_not_to_the_room() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, seed) = network(root.path()).await;
+    let mut bob = start_user("bob", &root.path().join("bob"), seed).await;
+    let mut carol = start_user("carol", &root.path().join("carol"), seed).await;
+    // dave's one gossip neighbour is carol (plain nodes do not relay room posts).
+    let mut dave = start_user_with(
+        "dave",
+        &root.path().join("dave"),
+        (seed.0, carol.peer.gossip_addr()),
+        1,
+    )
+    .await;
+    let mut app = App::new(carol.handle.clone());
+    app.on_event(Event::Ready {
+        me: carol.handle.clone(),
+        addr: carol.peer.chat_addr(),
+    });
+    type_line(&mut app, &carol, "/join #trio").await;
+    drive(&mut app, &mut carol, |e| matches!(e, Event::Joined(_))).await;
+    send(&dave, Command::Join("trio".into())).await;
+    next(&mut dave.ui, |e| matches!(e, Event::Joined(_))).await;
+    let trio = Target::Room("trio".into());
+    // Both in the room: a post of dave's reaches carol (the gossip view may need a moment).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        send(
+            &dave,
+            Command::Send {
+                to: trio.clone(),
+                text: "hello trio".into(),
+            },
+        )
+        .await;
+        let got = timeout(
+            Duration::from_secs(2),
+            drive(&mut app, &mut carol, |e| {
+                matches!(e, Event::RoomMessage { .. })
+            }),
+        )
+        .await;
+        if got.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dave's post never reached carol");
+    }
+
+    send(&bob, Command::Open(carol.handle.clone())).await;
+    next(&mut bob.ui, |e| matches!(e, Event::SessionOpened { .. })).await;
+    send(
+        &bob,
+        Command::Send {
+            to: Target::User(carol.handle.clone()),
+            text: "lunch?".into(),
+        },
+    )
+    .await;
+    drive(&mut app, &mut carol, |e| {
+        matches!(e, Event::Received { .. })
+    })
+    .await;
+    let private = Target::User(bob.handle.clone());
+    assert_eq!(
+        app.current(),
+        Some(&trio),
+        "an incoming line does not take the target"
+    );
+    assert_eq!(app.unread(&private), 1);
+
+    // Typed in #trio (where bob's line is not shown): it is a #trio post.
+    type_line(&mut app, &carol, "back in a minute").await;
+    let spread = drive(&mut app, &mut carol, |e| {
+        matches!(e, Event::Spread { .. } | Event::Failed { .. })
+    })
+    .await;
+    assert!(matches!(spread, Event::Spread { .. }), "{spread}");
+    // Tab to bob, where his line is: the reply goes to him.
+    app.on_key(crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::Tab,
+        crossterm::event::KeyModifiers::NONE,
+    ));
+    assert_eq!(app.current(), Some(&private));
+    type_line(&mut app, &carol, "yes, at noon").await;
+    let delivered = drive(&mut app, &mut carol, |e| {
+        matches!(e, Event::Delivered { .. } | Event::Failed { .. })
+    })
+    .await;
+    assert!(
+        matches!(&delivered, Event::Delivered { to, .. } if *to == private),
+        "{delivered}"
+    );
+    let got = next(&mut bob.ui, |e| matches!(e, Event::Received { .. })).await;
+    assert!(
+        matches!(&got, Event::Received { text, .. } if text == "yes, at noon"),
+        "{got}"
+    );
+
+    // dave saw carol's #trio line, never the reply.
+    let mut room_lines = Vec::new();
+    loop {
+        let got = next(&mut dave.ui, |e| matches!(e, Event::RoomMessage { .. })).await;
+        if let Event::RoomMessage { text, .. } = got {
+            room_lines.push(text.clone());
+            if text == "back in a minute" {
+                break;
+            }
+        }
+    }
+    send(&dave, Command::History(trio.clone())).await;
+    let history = next(&mut dave.ui, |e| matches!(e, Event::History { .. })).await;
+    let Event::History { entries, .. } = history else {
+        unreachable!()
+    };
+    assert!(
+        entries.iter().all(|e| e.text != "yes, at noon"),
+        "{room_lines:?}"
+    );
+
+    for user in [bob, carol, dave] {
+        quit(user).await;
+    }
+    for node in nodes {
+        stop(node).await;
+    }
+}
+
+/// A room joined before a restart is joined again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_are_joined_again_after_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let (first, seed) = seed_node(root.path()).await;
+    let dir = root.path().join("alice");
+    let alice = start_user("alice", &dir, seed).await;
+    send(&alice, Command::Join("rust".into())).await;
+    send(&alice, Command::Join("go".into())).await;
+    send(&alice, Command::Leave("go".into())).await;
+    quit(alice).await;
+    let config = config(&dir, Some(seed), true, 12);
+    let (peer, mut ui) = ChatPeer::start("alice", &config, &Identity::generate())
+        .await
+        .unwrap();
+    let joined = next(&mut ui, |e| matches!(e, Event::Joined(_))).await;
+    assert_eq!(joined, Event::Joined("rust".into()));
+    quit(User {
+        handle: peer.handle().clone(),
+        peer,
+        ui,
+    })
+    .await;
+    stop(first).await;
 }
