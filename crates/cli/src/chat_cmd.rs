@@ -196,6 +196,7 @@ fn init_logging(data_dir: &Path, plain: bool) -> Result<()> {
     if plain {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .init();
     } else {

@@ -17,3 +17,5 @@ pub fn lines_of(output: impl Read + Send + 'static) -> Receiver<String> {
     });
     lines
 }
+
+pub mod chat;
