@@ -30,6 +30,11 @@
 //! # Failures
 //! Every request that gets no usable answer counts one failure against its contact; after
 //! [`MAX_FAILURES`] in a row the entry is removed and the newest replacement takes its place.
+//! Without a replacement, an entry is removed only once it has also not been heard from
+//! for [`STALE_AFTER`]: until then it stays (and is asked again), so a node cut off for a
+//! while — a partition, a link down — is found again when it comes back, instead of the
+//! two halves forgetting each other for good (the Kademlia paper's rule: stale contacts
+//! give way to replacements only).
 //!
 //! # Who may enter at all (Sybil and Eclipse defences)
 //! - **Id puzzle**: a contact whose id does not solve the network's static puzzle
@@ -49,6 +54,10 @@ use voidmesh_proto::{id_puzzle_ok, Contact, Key, NodeId};
 
 /// Consecutive failed requests after which a contact is dropped from its bucket.
 pub const MAX_FAILURES: u8 = 2;
+
+/// How long a failing entry with no replacement stays in its bucket since it was last
+/// heard from (see "Failures" above).
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// Contacts kept per bucket to replace entries that fail.
 pub const REPLACEMENT_CACHE_LEN: usize = 8;
@@ -499,6 +508,14 @@ impl RoutingTable {
         if entry.failures < MAX_FAILURES {
             return None;
         }
+        let stale = now.saturating_duration_since(entry.last_seen) >= STALE_AFTER;
+        let replaceable = bucket
+            .replacements
+            .iter()
+            .any(|c| bucket.subnet_has_room(&c.addr, limit, Some(pos)));
+        if !stale && !replaceable {
+            return None;
+        }
         let evicted = bucket.evict(pos, now, limit);
         if evicted.promoted.is_none() {
             self.len -= 1;
@@ -811,6 +828,23 @@ mod tests {
         assert_eq!(evicted.promoted.map(|c| c.id), Some(id_in(50, 1)));
         assert!(t.contains(&id_in(50, 1)));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_failing_contact_without_replacement_stays_until_it_is_stale() {
+        let now = epoch();
+        let mut t = RoutingTable::new(Key([0; 32]), 4, now);
+        let id = id_in(50, 0);
+        let _ = t.offer(now, contact(id, 1), Seen::Direct);
+        // A partition: many failures, nobody to replace it: it stays, to be asked again.
+        for _ in 0..10 {
+            assert_eq!(t.record_failure(now + Duration::from_secs(30), &id), None);
+        }
+        assert!(t.contains(&id));
+        // Not heard from for STALE_AFTER: the next failure removes it.
+        let later = now + STALE_AFTER;
+        assert_eq!(t.record_failure(later, &id).map(|e| e.removed.id), Some(id));
+        assert!(!t.contains(&id));
     }
 
     #[test]

@@ -580,16 +580,34 @@ fn wrong_reply_type_counts_as_failure() {
 }
 
 #[test]
-fn repeated_failures_remove_a_contact() {
+fn repeated_failures_remove_a_contact_not_heard_from_for_a_while() {
     let now = epoch();
     let mut kad = node(now);
     kad.add_contact(now, contact(1));
+    let later = now + crate::routing::STALE_AFTER;
     for _ in 0..crate::routing::MAX_FAILURES {
-        let _ = kad.find_node(now, id(1));
+        let _ = kad.find_node(later, id(1));
         let sent = transmits(&mut kad);
-        kad.handle_response(now, sent[0].request, Err(RequestFailure::Unreachable));
+        kad.handle_response(later, sent[0].request, Err(RequestFailure::Unreachable));
     }
     assert!(kad.contacts().is_empty());
+}
+
+#[test]
+fn a_contact_that_failed_during_a_partition_is_asked_again() {
+    let now = epoch();
+    let mut kad = node(now);
+    kad.add_contact(now, contact(1));
+    for _ in 0..3 {
+        let _ = kad.find_node(now, id(9));
+        let sent = transmits(&mut kad);
+        kad.handle_response(now, sent[0].request, Err(RequestFailure::Timeout));
+    }
+    // The only contact, failed three times in a row: still known, so a lookup after the
+    // partition heals reaches it.
+    assert_eq!(kad.contacts(), vec![contact(1)]);
+    let _ = kad.find_node(now + secs(5), id(9));
+    assert_eq!(transmits(&mut kad).len(), 1);
 }
 
 #[test]
