@@ -70,7 +70,8 @@ pub fn run(args: ChatArgs) -> Result<()> {
     if config.chat.is_none() {
         anyhow::bail!("{}: the [chat] section is missing", config.path.display());
     }
-    if !args.plain && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !args.plain && !terminal {
         anyhow::bail!(
             "the chat's terminal UI needs a terminal (stdin and stdout are not one); use --plain for scripts and pipes"
         );
