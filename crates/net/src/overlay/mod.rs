@@ -22,6 +22,7 @@ use crate::Identity;
 use bytes::Bytes;
 use quic_side::{Packet, QuicSide};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +40,11 @@ const RECV_BUFFER: usize = 2048;
 
 /// How often abandoned requests are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Bounds of the wait before a request without reply is sent once more (3 × the smoothed
+/// round trip, within these).
+const MIN_RESEND: Duration = Duration::from_millis(100);
+const MAX_RESEND: Duration = Duration::from_millis(500);
 
 /// Settings of an [`Overlay`].
 #[derive(Debug, Clone)]
@@ -146,6 +152,8 @@ struct Counters {
 /// A request waiting for its reply.
 struct Waiter {
     reply: oneshot::Sender<Result<Vec<u8>, OverlayError>>,
+    /// When the request was sealed (for the round-trip estimate).
+    sent_us: u64,
     to: PeerKey,
     addr: SocketAddr,
     payload: Bytes,
@@ -169,6 +177,8 @@ struct Shared {
     state: Mutex<State>,
     counters: Counters,
     closed: Notify,
+    /// Smoothed round trip of answered requests, µs (0: none yet).
+    srtt_us: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -241,6 +251,7 @@ impl Overlay {
             }),
             counters: Counters::default(),
             closed: Notify::new(),
+            srtt_us: AtomicU64::new(0),
         });
         tokio::spawn(receive_loop(shared.clone(), tx, quic_tx));
         debug!(%local_addr, "overlay socket bound");
@@ -287,20 +298,58 @@ impl Overlay {
             return Err(OverlayError::TooLarge(payload.len()));
         }
         let peer = PeerKey::from_bytes(&to.0).map_err(|_| OverlayError::BadKey)?;
+        let deadline = tokio::time::Instant::now() + self.shared.config.request_timeout;
+        let first = self.send_request(&peer, addr, &payload, reply_room).await?;
+        // A datagram lost is lost: if no reply comes within a few round trips, the request
+        // goes once more (sealed anew, as a copy would be refused as a replay). Either
+        // copy's reply completes it.
+        let resend = tokio::time::sleep(self.resend_after());
+        tokio::pin!(resend);
+        let mut replies = vec![first];
+        let mut resent = false;
+        loop {
+            let any_reply = futures_select_first(&mut replies);
+            tokio::select! {
+                outcome = any_reply => match outcome {
+                    Some(result) => return result,
+                    None => return Err(OverlayError::Closed),
+                },
+                _ = &mut resend, if !resent => {
+                    resent = true;
+                    if let Ok(rx) = self.send_request(&peer, addr, &payload, reply_room).await {
+                        replies.push(rx);
+                    }
+                }
+                // The waiters are swept (and the codec told) by the receive loop.
+                _ = tokio::time::sleep_until(deadline) => return Err(OverlayError::Timeout),
+            }
+        }
+    }
+
+    /// Seals `payload` for `peer`, registers its waiter and sends it.
+    async fn send_request(
+        &self,
+        peer: &PeerKey,
+        addr: SocketAddr,
+        payload: &Bytes,
+        reply_room: usize,
+    ) -> Result<oneshot::Receiver<Result<Vec<u8>, OverlayError>>, OverlayError> {
         let (tx, rx) = oneshot::channel();
         let datagram = {
             let mut state = self.shared.state();
+            let now = now_us();
             let sealed = state
                 .codec
-                .seal_request(now_us(), &peer, &payload, reply_room)
+                .seal_request(now, peer, payload, reply_room)
                 .map_err(OverlayError::Seal)?;
             state.waiting.insert(
                 sealed.request_id,
                 Waiter {
                     reply: tx,
-                    to: peer,
+                    sent_us: now,
+                    to: peer.clone(),
                     addr,
-                    payload,
+                    payload: payload.clone(),
                     reply_room,
                     retried: false,
                 },
@@ -312,11 +361,15 @@ impl Overlay {
             .send_to(&datagram, addr)
             .await
             .map_err(|e| OverlayError::Io(e.to_string()))?;
-        match tokio::time::timeout(self.shared.config.request_timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(OverlayError::Closed),
-            // The waiter is swept (and the codec told) by the receive loop.
-            Err(_) => Err(OverlayError::Timeout),
+        Ok(rx)
+    }
+
+    /// How long to wait for a reply before sending a request once more.
+    fn resend_after(&self) -> Duration {
+        match self.shared.srtt_us.load(Ordering::Relaxed) {
+            // No round trip measured yet: wait the longest.
+            0 => MAX_RESEND,
+            srtt => Duration::from_micros(srtt.saturating_mul(3)).clamp(MIN_RESEND, MAX_RESEND),
         }
     }
 
@@ -487,6 +540,7 @@ fn on_datagram(
         }
         Kind::Reply => {
             if let Some(waiter) = state.waiting.remove(&opened.request_id) {
+                note_round_trip(shared, now.saturating_sub(waiter.sent_us));
                 let _ = waiter.reply.send(Ok(opened.payload));
             }
         }
@@ -509,6 +563,7 @@ fn on_datagram(
                         sealed.request_id,
                         Waiter {
                             retried: true,
+                            sent_us: now,
                             ..waiter
                         },
                     );
@@ -521,6 +576,42 @@ fn on_datagram(
             }
         }
     }
+}
+
+/// Folds one round-trip sample into the smoothed estimate (RFC 6298's 1/8 gain).
+fn note_round_trip(shared: &Shared, sample_us: u64) {
+    let old = shared.srtt_us.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample_us
+    } else {
+        (old * 7 + sample_us) / 8
+    };
+    shared.srtt_us.store(new.max(1), Ordering::Relaxed);
+}
+
+/// The first of several pending replies, `None` when all their senders are gone.
+async fn futures_select_first(
+    replies: &mut [oneshot::Receiver<Result<Vec<u8>, OverlayError>>],
+) -> Option<Result<Vec<u8>, OverlayError>> {
+    std::future::poll_fn(|cx| {
+        let mut open = 0;
+        for rx in replies.iter_mut() {
+            if rx.is_terminated() {
+                continue;
+            }
+            match std::pin::Pin::new(&mut *rx).poll(cx) {
+                std::task::Poll::Ready(Ok(result)) => return std::task::Poll::Ready(Some(result)),
+                std::task::Poll::Ready(Err(_)) => {}
+                std::task::Poll::Pending => open += 1,
+            }
+        }
+        if open == 0 {
+            std::task::Poll::Ready(None)
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Forgets requests whose caller gave up, and what the codec no longer needs.

@@ -181,3 +181,36 @@ async fn quic_streams_share_the_overlay_port() {
         .unwrap();
     assert_eq!(reply, b"dgram");
 }
+
+#[tokio::test]
+async fn a_request_whose_datagram_is_lost_is_sent_again_before_the_timeout() {
+    let config = OverlayConfig {
+        request_timeout: Duration::from_secs(3),
+        inbound_queue: 64,
+    };
+    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config.clone()).unwrap();
+    let (b, mut b_in) = Overlay::bind(&Identity::generate(), loopback(), config).unwrap();
+    // B "loses" the first copy (takes it, never answers), answers the second.
+    tokio::spawn(async move {
+        let lost = b_in.recv().await;
+        let again = b_in.recv().await.expect("sent again");
+        again.replier.send(b"second copy").unwrap();
+        drop(lost);
+    });
+    let started = std::time::Instant::now();
+    let reply = a
+        .request(
+            &b.public_key(),
+            b.local_addr(),
+            Bytes::from_static(b"a request of some bytes"),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, b"second copy");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "resent within a few round trips, not after the 3 s timeout: {:?}",
+        started.elapsed()
+    );
+}
