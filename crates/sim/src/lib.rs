@@ -60,6 +60,7 @@ pub mod report;
 pub mod scenario;
 pub mod sweep;
 pub mod tracking;
+pub mod transport;
 pub mod wire_size;
 pub mod workload;
 pub mod world;

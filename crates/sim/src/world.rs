@@ -31,6 +31,7 @@ use crate::network::{addr_of, index_of, mix64, Network};
 use crate::queue::EventQueue;
 use crate::scenario::{JoinMode, Scenario};
 use crate::tracking::{k_closest, QueryKind, QueryRecord, Tag};
+use crate::transport::{self, Route};
 use crate::wire_size::wire_len;
 use crate::SimError;
 
@@ -76,6 +77,10 @@ struct Flight {
     tag: Tag,
     /// When it was sent (the transport deadline runs from here).
     sent_at: Duration,
+    /// Datagram or stream.
+    route: Route,
+    /// Sent without an address token from that peer (its reply hands one over).
+    first: bool,
 }
 
 /// The outcome of a request on its way back to the sender.
@@ -83,6 +88,10 @@ struct Flight {
 struct Reply {
     /// The sender of the request.
     to: u32,
+    /// The node that answered.
+    from: u32,
+    /// Bytes the reply cost on the transport.
+    bytes: usize,
     /// Its request id.
     request: RequestId,
     /// The reply, or why there is none.
@@ -138,6 +147,8 @@ struct Slot {
     timer: Option<Duration>,
     /// Measured queries running on it.
     tracked: Vec<Tracked>,
+    /// Peers that handed it an address token (as the codec caches them, bounded).
+    tokens: HashSet<u32>,
 }
 
 /// Counters over the whole run.
@@ -364,6 +375,7 @@ impl World {
             join_query: None,
             timer: None,
             tracked: Vec::new(),
+            tokens: HashSet::new(),
         });
         self.alive.insert(index);
         if adversary.is_none() {
@@ -566,11 +578,13 @@ impl World {
             Ev::Response(r) => {
                 let Reply {
                     to,
+                    from,
+                    bytes,
                     request,
                     outcome,
                     tag,
                 } = *r;
-                self.deliver_response(to, request, outcome, tag)
+                self.deliver_response(to, (from, bytes), request, outcome, tag)
             }
             Ev::Timer(node) => self.fire_timer(node, at),
             Ev::Action(action) => return Ok(Stepped::Action(action)),
@@ -581,18 +595,17 @@ impl World {
     /// Sends one transmit of node `from` into the network.
     fn send(&mut self, from: u32, transmit: Transmit) {
         let now = self.now();
-        let bytes = if self.scenario.measure_bytes {
-            wire_len(&transmit.message)
-        } else {
-            0
-        };
+        let target = index_of(&transmit.to.addr).filter(|&i| (i as usize) < self.slots.len());
+        let has_token = target.is_some_and(|to| self.slots[from as usize].tokens.contains(&to));
+        let frame = wire_len(&transmit.message);
+        let (bytes, route) =
+            transport::request_cost(&transmit.message, frame, has_token, self.scenario.k);
         self.counters.requests += 1;
         self.counters.bytes += bytes as u64;
         let tag = self.attribute(from, &transmit, bytes);
         let deadline = now + self.transport_timeout;
-        let target = index_of(&transmit.to.addr).filter(|&i| (i as usize) < self.slots.len());
         let Some(to) = target else {
-            // Nobody listens there: the connection attempt times out.
+            // Nobody listens there: the request times out.
             self.fail(
                 from,
                 transmit.request,
@@ -602,18 +615,29 @@ impl World {
             );
             return;
         };
+        let mut delay = self.network.delay(from, to, &mut self.rng_net);
+        if route == Route::Stream {
+            // The QUIC handshake first.
+            delay += self.network.delay(from, to, &mut self.rng_net)
+                + self.network.delay(to, from, &mut self.rng_net);
+        }
         if self.network.lost(&mut self.rng_net) {
             self.counters.lost += 1;
-            self.fail(
-                from,
-                transmit.request,
-                RequestFailure::Timeout,
-                tag,
-                deadline,
-            );
-            return;
+            // The overlay sends it once more after a few round trips.
+            self.counters.bytes += bytes as u64;
+            if route == Route::Stream || self.network.lost(&mut self.rng_net) {
+                self.fail(
+                    from,
+                    transmit.request,
+                    RequestFailure::Timeout,
+                    tag,
+                    deadline,
+                );
+                return;
+            }
+            delay += transport::resend_after(self.network.link_latency(from, to));
         }
-        let arrival = now + self.network.delay(from, to, &mut self.rng_net);
+        let arrival = now + delay;
         if arrival >= deadline {
             self.fail(
                 from,
@@ -632,6 +656,8 @@ impl World {
             message: transmit.message,
             tag,
             sent_at: now,
+            route,
+            first: !has_token,
         };
         self.queue.push(arrival, Ev::Request(Box::new(flight)));
     }
@@ -661,6 +687,8 @@ impl World {
         let at = at.max(self.now());
         let reply = Reply {
             to,
+            from: to,
+            bytes: 0,
             request,
             outcome: Err(why),
             tag,
@@ -720,18 +748,33 @@ impl World {
             self.fail(f.from, f.request, RequestFailure::Timeout, f.tag, deadline);
             return;
         };
+        let (bytes, extra_round_trips) = transport::reply_cost(wire_len(&reply), f.route, f.first);
+        let mut arrival = now + back;
+        for _ in 0..extra_round_trips {
+            arrival += self.network.delay(f.from, f.to, &mut self.rng_net)
+                + self.network.delay(f.to, f.from, &mut self.rng_net);
+        }
         if self.network.lost(&mut self.rng_net) {
             self.counters.lost += 1;
-            self.fail(f.from, f.request, RequestFailure::Timeout, f.tag, deadline);
-            return;
+            // The requester sends the request once more; that exchange must get through.
+            let resend = transport::resend_after(self.network.link_latency(f.from, f.to));
+            let again =
+                self.network.lost(&mut self.rng_net) || self.network.lost(&mut self.rng_net);
+            if f.route == Route::Stream || again {
+                self.fail(f.from, f.request, RequestFailure::Timeout, f.tag, deadline);
+                return;
+            }
+            let fwd = self.network.delay(f.from, f.to, &mut self.rng_net);
+            arrival = arrival.max(f.sent_at + resend + fwd + back);
         }
-        let arrival = now + back;
         if arrival >= deadline {
             self.fail(f.from, f.request, RequestFailure::Timeout, f.tag, deadline);
             return;
         }
         let reply = Reply {
             to: f.from,
+            from: f.to,
+            bytes,
             request: f.request,
             outcome: Ok(reply),
             tag: f.tag,
@@ -742,6 +785,7 @@ impl World {
     fn deliver_response(
         &mut self,
         to: u32,
+        (replier, reply_bytes): (u32, usize),
         request: RequestId,
         outcome: Result<KadMessage, RequestFailure>,
         tag: Tag,
@@ -752,12 +796,15 @@ impl World {
         match &outcome {
             Ok(reply) => {
                 self.counters.replies += 1;
-                let bytes = if self.scenario.measure_bytes {
-                    wire_len(reply)
-                } else {
-                    0
-                };
+                let bytes = reply_bytes;
                 self.counters.bytes += bytes as u64;
+                // The reply handed over the peer's address token (the codec keeps at most
+                // 4 096 peers; the simulation forgets them all at that bound).
+                let tokens = &mut self.slots[to as usize].tokens;
+                if tokens.len() >= 4096 {
+                    tokens.clear();
+                }
+                tokens.insert(replier);
                 if let Some(q) = self.queries.get_mut(tag.query as usize) {
                     if q.is_running() {
                         q.on_reply(tag.depth, reply, bytes);

@@ -374,7 +374,11 @@ impl DhtNode {
         let (streams, inbound) = Endpoint::bind_on(identity, quic_socket, net_config)
             .map_err(|e| bind_error(e.to_string()))?;
         let p2p_addr = overlay.local_addr();
-        let transport = transport::Transport { overlay, streams };
+        let transport = transport::Transport {
+            overlay,
+            streams,
+            k: kad.k,
+        };
         let node_id = identity.node_id();
         let now = tokio::time::Instant::now().into_std();
         let mut state = Kademlia::new(node_id, kad, now);

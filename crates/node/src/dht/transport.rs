@@ -20,16 +20,26 @@ use voidmesh_proto::{Contact, KadMessage};
 pub(super) struct Transport {
     pub overlay: Overlay,
     pub streams: Endpoint,
+    /// The DHT's bucket size: how many contacts a reply carries.
+    pub k: usize,
 }
 
 /// Room to make, on a first contact, for the reply to `message` (see
-/// [`Overlay::request`]): contact lists and values need a full datagram, PONG and
-/// STORE_REPLY fit in any request.
-fn reply_room(message: &KadMessage) -> usize {
+/// [`Overlay::request`]): a list of k contacts (IPv4, the common case; a longer reply costs
+/// one retry), PONG and STORE_REPLY fit in any request.
+fn reply_room(message: &KadMessage, k: usize) -> usize {
     match message {
-        KadMessage::FindNode { .. } | KadMessage::FindValue { .. } => MAX_REPLY_PAYLOAD,
+        KadMessage::FindNode { .. } | KadMessage::FindValue { .. } => {
+            find_reply_room(k).min(MAX_REPLY_PAYLOAD)
+        }
         _ => 0,
     }
+}
+
+/// The frame of a FIND_VALUE_REPLY with `k` IPv4 contacts: header, found flag, count, and
+/// 39 bytes a contact.
+pub(crate) fn find_reply_room(k: usize) -> usize {
+    voidmesh_proto::PEER_HEADER_LEN + 2 + 39 * k
 }
 
 impl Transport {
@@ -42,7 +52,7 @@ impl Transport {
         let bytes = message.encode();
         match self
             .overlay
-            .request(&to.key, to.addr, bytes.clone(), reply_room(message))
+            .request(&to.key, to.addr, bytes.clone(), reply_room(message, self.k))
             .await
         {
             Ok(reply) => match KadMessage::decode(&Bytes::from(reply)) {
