@@ -84,10 +84,9 @@ impl AsyncUdpSocket for QuicSide {
                 };
                 Poll::Ready(Ok(1))
             }
-            Poll::Ready(None) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the overlay socket closed",
-            ))),
+            // The overlay closed: nothing more will arrive. Not an error for quinn to log;
+            // the endpoint is closed by its owner.
+            Poll::Ready(None) => Poll::Pending,
             Poll::Pending => Poll::Pending,
         }
     }

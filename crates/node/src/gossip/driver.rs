@@ -1,14 +1,22 @@
 //! The task that owns one [`Gossip`] state machine and pumps it: API client commands,
 //! one-way peer messages, send failures, proof-of-work results and its timer in; sends to
 //! `net`, notifications to clients and peer disconnections out.
+//!
+//! Peer messages travel as datagrams on the module's one socket when they fit: each is a
+//! request the receiver acknowledges with an empty reply (so a send that is not
+//! acknowledged counts as a failed peer), and an empty request is a liveness check.
+//! Messages too large for a datagram (big items) go as one-way QUIC streams on the same
+//! port.
 
 use super::{Command, Notification};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use tokio::sync::mpsc;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 use voidmesh_gossip::{solve_pow, ClientId, Event, Gossip, Proof, Transmit};
+use voidmesh_net::overlay::{DatagramRequest, Overlay, OverlayError, MAX_REQUEST_PAYLOAD};
 use voidmesh_net::{Endpoint, Inbound};
 use voidmesh_proto::{Contact, GossipPeerMessage, NodeId};
 
@@ -25,6 +33,7 @@ enum Feedback {
 /// Owns the state machine; see the module doc.
 pub(super) struct Driver {
     gossip: Gossip,
+    overlay: Overlay,
     endpoint: Endpoint,
     clients: HashMap<ClientId, mpsc::Sender<Notification>>,
     feedback_tx: mpsc::UnboundedSender<Feedback>,
@@ -36,10 +45,11 @@ fn now() -> std::time::Instant {
 }
 
 impl Driver {
-    pub(super) fn new(gossip: Gossip, endpoint: Endpoint) -> Self {
+    pub(super) fn new(gossip: Gossip, overlay: Overlay, endpoint: Endpoint) -> Self {
         let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
         Driver {
             gossip,
+            overlay,
             endpoint,
             clients: HashMap::new(),
             feedback_tx,
@@ -51,6 +61,7 @@ impl Driver {
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
+        mut datagrams: mpsc::Receiver<DatagramRequest>,
         mut inbound: mpsc::Receiver<Inbound>,
         shutdown: CancellationToken,
     ) {
@@ -74,6 +85,7 @@ impl Driver {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(feedback) = self.feedback_rx.recv() => self.on_feedback(feedback),
+                Some(request) = datagrams.recv() => self.on_datagram(request),
                 Some(message) = inbound.recv() => self.on_inbound(message),
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -85,6 +97,7 @@ impl Driver {
             self.drain();
         }
         self.endpoint.close();
+        self.overlay.close();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -129,17 +142,22 @@ impl Driver {
         }
     }
 
-    /// Connects to each address to learn (and prove) the node id behind it, then offers
-    /// the answering peers to the state machine.
+    /// Asks each address which key answers there and proves it with a liveness check
+    /// sealed for that key, then offers the answering peers to the state machine.
     fn learn_ids(&self, addrs: Vec<SocketAddr>) {
-        let endpoint = self.endpoint.clone();
+        let overlay = self.overlay.clone();
         let feedback = self.feedback_tx.clone();
         tokio::spawn(async move {
             let attempts = addrs.into_iter().map(|addr| {
-                let endpoint = endpoint.clone();
+                let overlay = overlay.clone();
                 async move {
-                    match endpoint.connect(addr, None).await {
-                        Ok(key) => Some(Contact::new(key, addr)),
+                    let proved = async {
+                        let key = overlay.probe(addr).await?;
+                        overlay.request(&key, addr, Bytes::new(), 0).await?;
+                        Ok::<_, OverlayError>(Contact::new(key, addr))
+                    };
+                    match proved.await {
+                        Ok(contact) => Some(contact),
                         Err(e) => {
                             tracing::warn!(%addr, error = %e, "gossip peer unreachable");
                             None
@@ -156,15 +174,15 @@ impl Driver {
         });
     }
 
-    /// Confirms every neighbour is still reachable: a live cached connection answers at
-    /// once; a closed one is dialled again, and a neighbour that cannot be reached is
-    /// reported as failed, so departures are noticed even when no item is being sent.
+    /// Confirms every neighbour is still reachable (an empty request, answered with an
+    /// empty reply); a neighbour that does not answer is reported as failed, so departures
+    /// are noticed even when no item is being sent.
     fn check_neighbours(&self) {
         for peer in self.gossip.view() {
-            let endpoint = self.endpoint.clone();
+            let overlay = self.overlay.clone();
             let feedback = self.feedback_tx.clone();
             tokio::spawn(async move {
-                if let Err(e) = endpoint.connect(peer.addr, Some(peer.id)).await {
+                if let Err(e) = overlay.request(&peer.key, peer.addr, Bytes::new(), 0).await {
                     tracing::debug!(peer = %peer.id, error = %e, "neighbour unreachable");
                     let _ = feedback.send(Feedback::PeerFailed(peer.id));
                 }
@@ -178,6 +196,26 @@ impl Driver {
             Feedback::PeerFailed(peer) => self.gossip.peer_failed(now, peer),
             Feedback::Proof(proof) => self.gossip.set_proof(now, proof),
             Feedback::KnownPeers(contacts) => self.gossip.add_known_peers(now, &contacts),
+        }
+    }
+
+    /// A datagram from a peer: an empty one is a liveness check; any other is one gossip
+    /// message. Both are acknowledged with an empty reply (a malformed one is not).
+    fn on_datagram(&mut self, request: DatagramRequest) {
+        let now = now();
+        if request.payload.is_empty() {
+            let _ = request.replier.send(&[]);
+            return;
+        }
+        match GossipPeerMessage::decode(&request.payload) {
+            Ok(message) => {
+                let _ = request.replier.send(&[]);
+                self.gossip.handle_message(now, request.from, message);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %request.from.id, error = %e, "malformed gossip datagram");
+                self.gossip.handle_malformed(now, request.from.id);
+            }
         }
     }
 
@@ -210,14 +248,26 @@ impl Driver {
     }
 
     fn send(&self, transmit: Transmit) {
+        let overlay = self.overlay.clone();
         let endpoint = self.endpoint.clone();
         let feedback = self.feedback_tx.clone();
         tokio::spawn(async move {
             let to = transmit.to;
-            if let Err(e) = endpoint
-                .send(to.addr, Some(to.id), transmit.message.encode())
-                .await
-            {
+            let bytes = transmit.message.encode();
+            let outcome = if bytes.len() <= MAX_REQUEST_PAYLOAD {
+                overlay
+                    .request(&to.key, to.addr, bytes, 0)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                endpoint
+                    .send(to.addr, Some(to.id), bytes)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = outcome {
                 tracing::debug!(peer = %to.id, error = %e, "gossip send failed");
                 let _ = feedback.send(Feedback::PeerFailed(to.id));
             }

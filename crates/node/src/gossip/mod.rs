@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voidmesh_gossip::{ClientId, Gossip};
+use voidmesh_net::overlay::{Overlay, OverlayConfig};
 use voidmesh_net::{Endpoint, EndpointConfig, Identity, NetError};
 use voidmesh_proto::frame::MAX_PEER_MESSAGE;
 use voidmesh_proto::{Contact, NodeId};
@@ -251,8 +252,16 @@ impl GossipNode {
             max_message_size: MAX_PEER_MESSAGE,
             idle_timeout: Duration::from_secs(120),
         };
-        let (endpoint, inbound) = Endpoint::bind(identity, p2p_address, net_config)?;
-        let p2p_addr = endpoint.local_addr();
+        let overlay_config = OverlayConfig {
+            request_timeout: Duration::from_secs(2),
+            ..OverlayConfig::default()
+        };
+        let (overlay, datagrams) = Overlay::bind(identity, p2p_address, overlay_config)?;
+        let quic_socket = overlay
+            .quic_socket()
+            .ok_or_else(|| NetError::Config("the overlay's QUIC side is taken".into()))?;
+        let (endpoint, inbound) = Endpoint::bind_on(identity, quic_socket, net_config)?;
+        let p2p_addr = overlay.local_addr();
         let node_id = identity.node_id();
         let local = Contact::new(identity.public_key(), p2p_addr);
         let state = Gossip::new(
@@ -263,8 +272,8 @@ impl GossipNode {
         );
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
-        let driver = driver::Driver::new(state, endpoint);
-        let task = tokio::spawn(driver.run(commands_rx, inbound, shutdown.clone()));
+        let driver = driver::Driver::new(state, overlay, endpoint);
+        let task = tokio::spawn(driver.run(commands_rx, datagrams, inbound, shutdown.clone()));
         Ok(GossipNode {
             handle: GossipHandle {
                 commands: commands_tx,
