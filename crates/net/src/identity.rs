@@ -38,12 +38,12 @@ pub enum IdentityError {
     #[error("hostkey file {} already exists; refusing to overwrite it", .0.display())]
     Exists(PathBuf),
     /// Reading or writing the hostkey file failed.
-    #[error("cannot access hostkey file {}: {source}", .path.display())]
+    #[error("cannot access hostkey file {}: {os}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
+        /// What the OS said (part of the message, so not repeated as a cause).
+        os: std::io::Error,
     },
     /// The text is not a PEM `PRIVATE KEY` block.
     #[error("{}not a PEM private key (expected \"-----BEGIN PRIVATE KEY-----\"): {reason}", origin(.path))]
@@ -120,6 +120,12 @@ impl Identity {
     /// [`IdentityError::NotPem`] if the text is not a PEM `PRIVATE KEY` block,
     /// [`IdentityError::NotEd25519`] if the block is not an Ed25519 PKCS#8 key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Identity, IdentityError> {
+        if !pem.trim_start().starts_with("-----BEGIN ") {
+            return Err(IdentityError::NotPem {
+                path: None,
+                reason: "no PEM block: the file must start with \"-----BEGIN\"".to_owned(),
+            });
+        }
         let (label, der) =
             pem::decode_vec(pem.trim().as_bytes()).map_err(|e| IdentityError::NotPem {
                 path: None,
@@ -133,7 +139,7 @@ impl Identity {
         }
         let key = SigningKey::from_pkcs8_der(&der).map_err(|e| IdentityError::NotEd25519 {
             path: None,
-            reason: e.to_string(),
+            reason: key_kind(&der).unwrap_or_else(|| e.to_string()),
         })?;
         Ok(Identity::from_signing_key(key))
     }
@@ -165,7 +171,7 @@ impl Identity {
             std::io::ErrorKind::NotFound => IdentityError::Missing(path.to_path_buf()),
             _ => IdentityError::Io {
                 path: path.to_path_buf(),
-                source,
+                os: source,
             },
         })?;
         let text = std::str::from_utf8(&bytes).map_err(|_| IdentityError::NotPem {
@@ -192,7 +198,7 @@ impl Identity {
             std::io::ErrorKind::AlreadyExists => IdentityError::Exists(path.to_path_buf()),
             _ => IdentityError::Io {
                 path: path.to_path_buf(),
-                source,
+                os: source,
             },
         };
         let mut file = options.open(path).map_err(io_err)?;
@@ -233,6 +239,24 @@ impl fmt::Debug for Identity {
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
+}
+
+/// What a PKCS#8 key that is not Ed25519 is, for the error message: its algorithm by
+/// name (or OID). `None` if the DER is not PKCS#8 at all, or is Ed25519.
+fn key_kind(der: &[u8]) -> Option<String> {
+    let info = ed25519_dalek::pkcs8::PrivateKeyInfo::try_from(der).ok()?;
+    let oid = info.algorithm.oid.to_string();
+    let name = match oid.as_str() {
+        "1.3.101.112" => return None,
+        "1.2.840.113549.1.1.1" => "an RSA key",
+        "1.2.840.10045.2.1" => "an elliptic-curve (ECDSA) key",
+        "1.3.101.110" => "an X25519 key",
+        "1.3.101.113" => "an Ed448 key",
+        _ => "a key of another algorithm",
+    };
+    Some(format!(
+        "it is {name} (OID {oid}); a hostkey must be Ed25519 (`voidmesh keygen PATH` makes one)"
+    ))
 }
 
 /// The DER SubjectPublicKeyInfo of an Ed25519 public key.
@@ -278,5 +302,47 @@ mod tests {
         let shown = format!("{id:?}");
         assert!(shown.contains("node_id"));
         assert!(!shown.contains(&format!("{:?}", id.signing_key().to_bytes())));
+    }
+
+    #[test]
+    fn keys_that_are_not_usable_hostkeys_are_named_for_what_they_are() {
+        // A PKCS#8 RSA key (rsaEncryption OID, a stand-in key body).
+        let der = [
+            0x30, 0x17, 0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+            0x0d, 0x01, 0x01, 0x01, 0x05, 0x00, 0x04, 0x03, 0x02, 0x01, 0x00,
+        ];
+        let rsa = pem::encode_string(PEM_LABEL, LineEnding::LF, &der).unwrap();
+        let err = Identity::from_pkcs8_pem(&rsa).unwrap_err().to_string();
+        assert!(err.contains("an RSA key"), "{err}");
+        assert!(
+            !err.contains("1.3.101.112"),
+            "the Ed25519 OID is not the problem: {err}"
+        );
+        // Text that is no PEM at all is not blamed on a NUL byte.
+        let err = Identity::from_pkcs8_pem("hello world\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no PEM block"), "{err}");
+        assert!(!err.contains("NUL"), "{err}");
+    }
+
+    #[test]
+    fn an_os_error_is_said_once() {
+        let err = Identity::generate()
+            .save(Path::new("/nonexistent-dir-for-voidmesh-test/key.pem"))
+            .unwrap_err();
+        let chain = format!("{:#}", anyhow_like(&err));
+        assert_eq!(chain.matches("os error").count(), 1, "{chain}");
+    }
+
+    /// The message with its causes, as `anyhow` prints `{:#}`.
+    fn anyhow_like(err: &IdentityError) -> String {
+        let mut out = err.to_string();
+        let mut cause = std::error::Error::source(err);
+        while let Some(c) = cause {
+            out.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        out
     }
 }

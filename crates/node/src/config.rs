@@ -188,6 +188,14 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        if let Some((line, message)) = first_malformed_line(text) {
+            return Err(ConfigError {
+                file: path.to_owned(),
+                line: Some(line),
+                key: None,
+                message,
+            });
+        }
         let ini = Ini::load_from_str(text).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: Some(e.line),
@@ -548,6 +556,38 @@ pub fn resolve_addr(value: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{value}` resolves to no address"))
 }
 
+/// The first line (1-based) that the INI parser would refuse, with a message naming what
+/// is wrong, so that a mistake is reported where it is and in words (the parser reports
+/// the end of the file, in terms of its own state).
+fn first_malformed_line(text: &str) -> Option<(usize, String)> {
+    for (n, raw) in text.lines().enumerate() {
+        // Inline comments start with `#` or `;` (as the parser is configured).
+        let line = raw.split(['#', ';']).next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            if !line.ends_with(']') {
+                return Some((n + 1, format!("section header `{line}` has no closing `]`")));
+            }
+            continue;
+        }
+        // Without `=`, the parser takes the first `:` as the separator; a "key" with a
+        // space in it means the `=` was forgotten (`p2p_address 127.0.0.1:7000`).
+        let key = match line.split_once('=') {
+            Some(_) => None,
+            None => Some(line.split_once(':').map_or(line, |(key, _)| key).trim()),
+        };
+        if key.is_some_and(|key| key == line || key.contains(char::is_whitespace)) {
+            return Some((
+                n + 1,
+                format!("`{line}` is not a setting: write `key = value`"),
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +613,28 @@ mod tests {
         let gossip = cfg.require_gossip().unwrap();
         assert_eq!(gossip.bootstrappers, vec!["127.0.0.1:6001".to_string()]);
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
+    #[test]
+    fn syntax_mistakes_are_reported_on_their_line_in_words() {
+        for (text, line, words) in [
+            ("[dht\np2p_address = 127.0.0.1:0\n", 1, "no closing `]`"),
+            (
+                "[dht]\np2p_address 127.0.0.1:7000\n",
+                2,
+                "write `key = value`",
+            ),
+            (
+                "[dht]\np2p_address = 127.0.0.1:0\njustakey\n",
+                3,
+                "write `key = value`",
+            ),
+        ] {
+            let err = Config::parse(Path::new("c.ini"), text).unwrap_err();
+            assert_eq!(err.line, Some(line), "{text:?}: {err}");
+            assert!(err.to_string().contains(words), "{text:?}: {err}");
+            assert!(!err.to_string().contains("Some("), "no debug text: {err}");
+        }
     }
 
     #[test]
@@ -623,7 +685,8 @@ mod tests {
         let err = parse("[dht]\np2p_address = nowhere\napi_address = 127.0.0.1:2\n").unwrap_err();
         assert_eq!(err.line, Some(2));
         let err = parse("[dht\np2p_address = 1\n").unwrap_err();
-        assert!(err.message.contains("syntax"), "{err}");
+        assert!(err.message.contains("closing `]`"), "{err}");
+        assert_eq!(err.line, Some(1));
         let err = parse(
             "[dht]\np2p_address = 127.0.0.1:1\napi_address = 127.0.0.1:2\nbootstrapper = a:b\n",
         )

@@ -39,7 +39,7 @@ pub fn load_or_create(config: &Config) -> Result<Identity, NodeError> {
         return check(identity, &path);
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        NodeError::Identity(format!(
+        NodeError::Storage(format!(
             "cannot create data_dir {}: {e}",
             config.data_dir.display()
         ))
