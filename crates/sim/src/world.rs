@@ -604,8 +604,26 @@ impl World {
         self.counters.bytes += bytes as u64;
         let tag = self.attribute(from, &transmit, bytes);
         let deadline = now + self.transport_timeout;
-        let Some(to) = target else {
-            // Nobody listens there: the request times out.
+        // Where it goes and when it arrives; `None`: it never does and times out.
+        let arrival = target.and_then(|to| {
+            let mut delay = self.network.delay(from, to, &mut self.rng_net);
+            if route == Route::Stream {
+                // The QUIC handshake first.
+                delay += self.network.delay(from, to, &mut self.rng_net)
+                    + self.network.delay(to, from, &mut self.rng_net);
+            }
+            if self.network.lost(&mut self.rng_net) {
+                self.counters.lost += 1;
+                // The overlay sends it once more after a few round trips.
+                self.counters.bytes += bytes as u64;
+                if route == Route::Stream || self.network.lost(&mut self.rng_net) {
+                    return None;
+                }
+                delay += transport::resend_after(self.network.link_latency(from, to));
+            }
+            Some((to, now + delay)).filter(|(_, at)| *at < deadline)
+        });
+        let Some((to, arrival)) = arrival else {
             self.fail(
                 from,
                 transmit.request,
@@ -615,39 +633,6 @@ impl World {
             );
             return;
         };
-        let mut delay = self.network.delay(from, to, &mut self.rng_net);
-        if route == Route::Stream {
-            // The QUIC handshake first.
-            delay += self.network.delay(from, to, &mut self.rng_net)
-                + self.network.delay(to, from, &mut self.rng_net);
-        }
-        if self.network.lost(&mut self.rng_net) {
-            self.counters.lost += 1;
-            // The overlay sends it once more after a few round trips.
-            self.counters.bytes += bytes as u64;
-            if route == Route::Stream || self.network.lost(&mut self.rng_net) {
-                self.fail(
-                    from,
-                    transmit.request,
-                    RequestFailure::Timeout,
-                    tag,
-                    deadline,
-                );
-                return;
-            }
-            delay += transport::resend_after(self.network.link_latency(from, to));
-        }
-        let arrival = now + delay;
-        if arrival >= deadline {
-            self.fail(
-                from,
-                transmit.request,
-                RequestFailure::Timeout,
-                tag,
-                deadline,
-            );
-            return;
-        }
         let flight = Flight {
             from,
             to,
