@@ -495,6 +495,25 @@ impl Kademlia {
         if self.timer_at(Timer::Republish).is_some_and(|at| at <= now) {
             self.republish_due(now);
         }
+        self.release_spare_capacity();
+    }
+
+    /// Gives back what a burst (a join refreshes every bucket at once: hundreds of
+    /// requests in flight) left allocated: maps keep their largest size otherwise, and
+    /// across a thousand nodes in one process that is most of their memory.
+    fn release_spare_capacity(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.requests);
+        shrink(&mut self.queries);
+        for queue_len in [self.transmits.capacity()] {
+            if queue_len > 64 && self.transmits.len() * 4 < queue_len {
+                self.transmits.shrink_to(self.transmits.len() * 2);
+            }
+        }
     }
 
     // ----- (D) outputs -----

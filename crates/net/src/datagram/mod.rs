@@ -342,6 +342,15 @@ impl Codec {
 
     /// Drops outstanding requests whose timeout has passed at `now_us`.
     pub fn expire(&mut self, now_us: u64) {
+        // A burst of requests leaves the maps at their largest; give the room back.
+        if self.pending.capacity() > 64 && self.pending.len() * 4 < self.pending.capacity() {
+            self.pending.shrink_to(self.pending.len() * 2);
+        }
+        if self.pending_order.capacity() > 64
+            && self.pending_order.len() * 4 < self.pending_order.capacity()
+        {
+            self.pending_order.shrink_to(self.pending_order.len() * 2);
+        }
         while let Some(&(deadline, id)) = self.pending_order.front() {
             let live = self.pending.get(&id).map(|p| p.deadline);
             match live {

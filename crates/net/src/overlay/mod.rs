@@ -38,8 +38,11 @@ pub use crate::datagram::{MAX_REPLY_PAYLOAD, MAX_REQUEST_PAYLOAD};
 /// Largest datagram read from the socket (bigger ones are cut and fail to open).
 const RECV_BUFFER: usize = 2048;
 
-/// How often abandoned requests are forgotten.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often requests sent with [`Overlay::send_request`] are checked for a resend.
+const TICK: Duration = Duration::from_millis(25);
+
+/// How often (in ticks) abandoned requests are forgotten.
+const SWEEP_EVERY_TICKS: u32 = 40;
 
 /// Bounds of the wait before a request without reply is sent once more (3 × the smoothed
 /// round trip, within these).
@@ -135,8 +138,8 @@ impl Replier {
             trace!(to = %self.reply_to.addr(), "reply larger than the request to an unvalidated address: retry sent");
         }
         self.shared
-            .socket
-            .try_send_to(&sealed.datagram, self.reply_to.addr())
+            .sender
+            .send_to(&sealed.datagram, self.reply_to.addr())
             .map(|_| ())
             .map_err(|e| OverlayError::Io(e.to_string()))
     }
@@ -149,9 +152,60 @@ struct Counters {
     inbound_dropped: AtomicU64,
 }
 
+/// What a request sent with [`Overlay::send_request`] came to.
+#[derive(Debug)]
+pub struct Answered {
+    /// The caller's ticket for the request.
+    pub ticket: u64,
+    /// The reply's payload, or why the request cannot be answered.
+    pub outcome: Result<Vec<u8>, OverlayError>,
+}
+
+/// Where a reply goes.
+enum ReplySink {
+    /// To one waiting [`Overlay::request`].
+    Once(oneshot::Sender<Result<Vec<u8>, OverlayError>>),
+    /// To a caller's channel, tagged with its ticket ([`Overlay::send_request`]).
+    Channel {
+        ticket: u64,
+        answers: mpsc::UnboundedSender<Answered>,
+        /// When the request is forgotten.
+        deadline_us: u64,
+        /// When it is sent once more if no reply came (`None` once done).
+        resend_at_us: Option<u64>,
+    },
+}
+
+impl ReplySink {
+    fn deliver(self, outcome: Result<Vec<u8>, OverlayError>) {
+        match self {
+            ReplySink::Once(tx) => {
+                let _ = tx.send(outcome);
+            }
+            ReplySink::Channel {
+                ticket, answers, ..
+            } => {
+                let _ = answers.send(Answered { ticket, outcome });
+            }
+        }
+    }
+
+    /// Whether nobody will take the reply any more at `now_us`.
+    fn abandoned(&self, now_us: u64) -> bool {
+        match self {
+            ReplySink::Once(tx) => tx.is_closed(),
+            ReplySink::Channel {
+                answers,
+                deadline_us,
+                ..
+            } => answers.is_closed() || now_us >= *deadline_us,
+        }
+    }
+}
+
 /// A request waiting for its reply.
 struct Waiter {
-    reply: oneshot::Sender<Result<Vec<u8>, OverlayError>>,
+    reply: ReplySink,
     /// When the request was sealed (for the round-trip estimate).
     sent_us: u64,
     to: PeerKey,
@@ -163,6 +217,9 @@ struct Waiter {
 
 struct State {
     codec: Codec,
+    /// `(when, request id)` of requests sent with [`Overlay::send_request`] that are sent
+    /// once more if still unanswered then; in sending order (nearly time order).
+    resends: std::collections::VecDeque<(u64, u64)>,
     /// By the codec's request id (a retry moves a waiter to a new id).
     waiting: HashMap<u64, Waiter>,
     /// Probes by nonce: where they went and who waits.
@@ -171,6 +228,10 @@ struct State {
 
 struct Shared {
     socket: Arc<UdpSocket>,
+    /// The same socket, for sends that do not wait: a non-blocking `send_to` fails only
+    /// when the kernel's buffer is full (tokio's `try_send_to` also fails until the
+    /// reactor has seen the socket writable once).
+    sender: std::net::UdpSocket,
     local_addr: SocketAddr,
     public_key: PublicKey,
     config: OverlayConfig,
@@ -227,6 +288,7 @@ impl Overlay {
         // Bursts (a lookup's answers, a join) must not overflow the kernel's queue.
         crate::endpoint::enlarge_receive_buffer(&std_socket);
         std_socket.set_nonblocking(true)?;
+        let sender = std_socket.try_clone()?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let local_addr = socket.local_addr()?;
         let mut seed = [0u8; 32];
@@ -241,11 +303,13 @@ impl Overlay {
         let (quic, quic_tx) = QuicSide::new(socket.clone());
         let shared = Arc::new(Shared {
             socket,
+            sender,
             local_addr,
             public_key: identity.public_key(),
             config,
             state: Mutex::new(State {
                 codec,
+                resends: std::collections::VecDeque::new(),
                 waiting: HashMap::new(),
                 probes: HashMap::new(),
             }),
@@ -299,7 +363,7 @@ impl Overlay {
         }
         let peer = PeerKey::from_bytes(&to.0).map_err(|_| OverlayError::BadKey)?;
         let deadline = tokio::time::Instant::now() + self.shared.config.request_timeout;
-        let first = self.send_request(&peer, addr, &payload, reply_room).await?;
+        let first = self.send_one(&peer, addr, &payload, reply_room).await?;
         // A datagram lost is lost: if no reply comes within a few round trips, the request
         // goes once more (sealed anew, as a copy would be refused as a replay). Either
         // copy's reply completes it.
@@ -316,7 +380,7 @@ impl Overlay {
                 },
                 _ = &mut resend, if !resent => {
                     resent = true;
-                    if let Ok(rx) = self.send_request(&peer, addr, &payload, reply_room).await {
+                    if let Ok(rx) = self.send_one(&peer, addr, &payload, reply_room).await {
                         replies.push(rx);
                     }
                 }
@@ -326,8 +390,74 @@ impl Overlay {
         }
     }
 
+    /// Sends `payload` to the node owning `to` at `addr` without waiting: the reply (or
+    /// why there will be none) comes on `answers` tagged with `ticket`. Nothing comes if
+    /// no reply arrives within the request timeout: the caller keeps its own deadline.
+    /// Unanswered after a few round trips, the request is sent once more, as
+    /// [`request`](Self::request) does; a reply to either copy may come (a second one
+    /// for the same ticket is for the caller to ignore).
+    ///
+    /// No task and no await per request: this is what a driver with many requests in
+    /// flight uses.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request), at once, for what cannot be sent.
+    pub fn send_request(
+        &self,
+        ticket: u64,
+        to: &PublicKey,
+        addr: SocketAddr,
+        payload: Bytes,
+        reply_room: usize,
+        answers: &mpsc::UnboundedSender<Answered>,
+    ) -> Result<(), OverlayError> {
+        if payload.len() > MAX_REQUEST_PAYLOAD {
+            return Err(OverlayError::TooLarge(payload.len()));
+        }
+        let peer = PeerKey::from_bytes(&to.0).map_err(|_| OverlayError::BadKey)?;
+        let now = now_us();
+        let timeout_us =
+            u64::try_from(self.shared.config.request_timeout.as_micros()).unwrap_or(u64::MAX);
+        // Sent again before half the timeout at the latest, so the copy has time to land.
+        let resend_us = u64::try_from(self.resend_after().as_micros())
+            .unwrap_or(u64::MAX)
+            .min(timeout_us / 2);
+        let datagram = {
+            let mut state = self.shared.state();
+            let sealed = state
+                .codec
+                .seal_request(now, &peer, &payload, reply_room)
+                .map_err(OverlayError::Seal)?;
+            let resend_at = now.saturating_add(resend_us);
+            state.resends.push_back((resend_at, sealed.request_id));
+            state.waiting.insert(
+                sealed.request_id,
+                Waiter {
+                    reply: ReplySink::Channel {
+                        ticket,
+                        answers: answers.clone(),
+                        deadline_us: now.saturating_add(timeout_us),
+                        resend_at_us: Some(resend_at),
+                    },
+                    sent_us: now,
+                    to: peer,
+                    addr,
+                    payload,
+                    reply_room,
+                    retried: false,
+                },
+            );
+            sealed.datagram
+        };
+        self.shared
+            .sender
+            .send_to(&datagram, addr)
+            .map(|_| ())
+            .map_err(|e| OverlayError::Io(e.to_string()))
+    }
+
     /// Seals `payload` for `peer`, registers its waiter and sends it.
-    async fn send_request(
+    async fn send_one(
         &self,
         peer: &PeerKey,
         addr: SocketAddr,
@@ -345,7 +475,7 @@ impl Overlay {
             state.waiting.insert(
                 sealed.request_id,
                 Waiter {
-                    reply: tx,
+                    reply: ReplySink::Once(tx),
                     sent_us: now,
                     to: peer.clone(),
                     addr,
@@ -435,8 +565,9 @@ async fn receive_loop(
     quic: mpsc::Sender<Packet>,
 ) {
     let mut buf = vec![0u8; RECV_BUFFER];
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         let (len, from) = tokio::select! {
             biased;
@@ -449,8 +580,12 @@ async fn receive_loop(
                     continue;
                 }
             },
-            _ = sweep.tick() => {
-                sweep_abandoned(&shared);
+            _ = tick.tick() => {
+                resend_due(&shared);
+                ticks += 1;
+                if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+                    sweep_abandoned(&shared);
+                }
                 continue;
             }
         };
@@ -471,7 +606,7 @@ async fn receive_loop(
             Some(&probe::KIND_PROBE) => {
                 if let Some(nonce) = probe::parse_probe(datagram) {
                     let reply = probe::probe_reply(nonce, &shared.public_key);
-                    let _ = shared.socket.try_send_to(&reply, from);
+                    let _ = shared.sender.send_to(&reply, from);
                 }
             }
             Some(&probe::KIND_PROBE_REPLY) => on_probe_reply(&shared, from, datagram),
@@ -541,14 +676,14 @@ fn on_datagram(
         Kind::Reply => {
             if let Some(waiter) = state.waiting.remove(&opened.request_id) {
                 note_round_trip(shared, now.saturating_sub(waiter.sent_us));
-                let _ = waiter.reply.send(Ok(opened.payload));
+                waiter.reply.deliver(Ok(opened.payload));
             }
         }
         Kind::Retry => {
             let Some(waiter) = state.waiting.remove(&opened.request_id) else {
                 return;
             };
-            if waiter.retried || waiter.reply.is_closed() {
+            if waiter.retried || waiter.reply.abandoned(now) {
                 return;
             }
             // The codec now holds the peer's token: the request goes again, once.
@@ -568,10 +703,10 @@ fn on_datagram(
                         },
                     );
                     drop(state);
-                    let _ = shared.socket.try_send_to(&sealed.datagram, addr);
+                    let _ = shared.sender.send_to(&sealed.datagram, addr);
                 }
                 Err(e) => {
-                    let _ = waiter.reply.send(Err(OverlayError::Seal(e)));
+                    waiter.reply.deliver(Err(OverlayError::Seal(e)));
                 }
             }
         }
@@ -614,18 +749,88 @@ async fn futures_select_first(
     .await
 }
 
+/// Sends once more the requests of [`Overlay::send_request`] still unanswered at their
+/// resend time (a reply to either copy completes them).
+fn resend_due(shared: &Shared) {
+    let now = now_us();
+    let mut out = Vec::new();
+    {
+        let mut state = shared.state();
+        while let Some(&(at, id)) = state.resends.front() {
+            if at > now {
+                break;
+            }
+            state.resends.pop_front();
+            let Some(waiter) = state.waiting.get_mut(&id) else {
+                continue; // answered, or forgotten
+            };
+            let ReplySink::Channel {
+                ticket,
+                answers,
+                deadline_us,
+                resend_at_us,
+            } = &mut waiter.reply
+            else {
+                continue;
+            };
+            if resend_at_us.take().is_none() || answers.is_closed() || now >= *deadline_us {
+                continue;
+            }
+            let copy = ReplySink::Channel {
+                ticket: *ticket,
+                answers: answers.clone(),
+                deadline_us: *deadline_us,
+                resend_at_us: None,
+            };
+            let (to, addr, payload, room) = (
+                waiter.to.clone(),
+                waiter.addr,
+                waiter.payload.clone(),
+                waiter.reply_room,
+            );
+            if let Ok(sealed) = state.codec.seal_request(now, &to, &payload, room) {
+                state.waiting.insert(
+                    sealed.request_id,
+                    Waiter {
+                        reply: copy,
+                        sent_us: now,
+                        to,
+                        addr,
+                        payload,
+                        reply_room: room,
+                        retried: false,
+                    },
+                );
+                out.push((sealed.datagram, addr));
+            }
+        }
+        if state.resends.capacity() > 64 && state.resends.len() * 4 < state.resends.capacity() {
+            let room = state.resends.len() * 2;
+            state.resends.shrink_to(room);
+        }
+    }
+    for (datagram, addr) in out {
+        let _ = shared.sender.send_to(&datagram, addr);
+    }
+}
+
 /// Forgets requests whose caller gave up, and what the codec no longer needs.
 fn sweep_abandoned(shared: &Shared) {
+    let now = now_us();
     let mut state = shared.state();
     let abandoned: Vec<u64> = state
         .waiting
         .iter()
-        .filter(|(_, w)| w.reply.is_closed())
+        .filter(|(_, w)| w.reply.abandoned(now))
         .map(|(id, _)| *id)
         .collect();
     for id in abandoned {
         state.waiting.remove(&id);
         state.codec.forget_request(id);
+    }
+    if state.waiting.capacity() > 64 && state.waiting.len() * 4 < state.waiting.capacity() {
+        let room = state.waiting.len() * 2;
+        state.waiting.shrink_to(room);
     }
     state.codec.expire(now_us());
 }

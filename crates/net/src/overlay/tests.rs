@@ -214,3 +214,54 @@ async fn a_request_whose_datagram_is_lost_is_sent_again_before_the_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn requests_sent_without_waiting_are_answered_on_the_channel_by_ticket() {
+    let config = OverlayConfig {
+        request_timeout: Duration::from_secs(3),
+        inbound_queue: 64,
+    };
+    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config.clone()).unwrap();
+    let (b, mut b_in) = Overlay::bind(&Identity::generate(), loopback(), config).unwrap();
+    // B takes the first copy of ticket 7 without answering (a lost datagram); it answers
+    // everything after.
+    tokio::spawn(async move {
+        let lost = b_in.recv().await;
+        while let Some(request) = b_in.recv().await {
+            let reply = request.payload.to_vec();
+            let _ = request.replier.send(&reply);
+        }
+        drop(lost);
+    });
+    let (tx, mut answers) = mpsc::unbounded_channel();
+    let payload = |s: &'static str| Bytes::from_static(s.as_bytes());
+    a.send_request(
+        7,
+        &b.public_key(),
+        b.local_addr(),
+        payload("seven, lost once"),
+        0,
+        &tx,
+    )
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(2), answers.recv())
+        .await
+        .expect("resent and answered well before the timeout")
+        .unwrap();
+    assert_eq!(first.ticket, 7);
+    assert_eq!(first.outcome.unwrap(), b"seven, lost once");
+    a.send_request(
+        8,
+        &b.public_key(),
+        b.local_addr(),
+        payload("eight, at once"),
+        0,
+        &tx,
+    )
+    .unwrap();
+    let second = answers.recv().await.unwrap();
+    assert_eq!(
+        (second.ticket, second.outcome.unwrap()),
+        (8, b"eight, at once".to_vec())
+    );
+}

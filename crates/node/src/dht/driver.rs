@@ -4,7 +4,7 @@
 //! store changes to the disk and to the API's read path ([`LocalReads`]).
 
 use super::reads::{Copy, LocalReads, Rank};
-use super::transport::{reply_by_datagram, Transport};
+use super::transport::{reply_by_datagram, InFlight, Outcome, Transport};
 use super::Command;
 use crate::storage::{unix_ms, Completion, Storage, StoredRecord, StoredSigned};
 use bytes::Bytes;
@@ -57,6 +57,9 @@ struct Waiting {
 pub(super) struct Driver {
     kad: Kademlia,
     transport: Transport,
+    /// Datagram requests in flight (answers on `answers`).
+    in_flight: InFlight,
+    answers: Option<mpsc::UnboundedReceiver<voidmesh_net::overlay::Answered>>,
     /// Durable copies of records and contacts (absent for in-memory test networks).
     storage: Option<Storage>,
     /// The records held, published for the API connections after every turn.
@@ -80,6 +83,7 @@ impl Driver {
         reads: Arc<LocalReads>,
     ) -> Self {
         let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
+        let (in_flight, answers) = InFlight::new(kad.config().request_timeout * 4);
         // Records restored from disk before the driver started.
         for (key, record) in kad.records() {
             reads.publish(*key, Some(Copy::of(record, None)));
@@ -89,6 +93,8 @@ impl Driver {
         }
         reads.set_local_is_final(kad.contact_count() == 0 || kad.config().read_quorum <= 1);
         Driver {
+            in_flight,
+            answers: Some(answers),
             kad,
             transport,
             storage,
@@ -113,6 +119,9 @@ impl Driver {
         tokio::pin!(timer);
         let mut clock = tokio::time::interval(UNIX_TIME_EVERY);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut answers = self.answers.take().expect("taken once, by run");
+        let mut forget = tokio::time::interval(std::time::Duration::from_secs(5));
+        forget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut snapshot = tokio::time::interval(CONTACT_SNAPSHOT_EVERY);
         snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Created once: a fresh `cancelled()` per turn would register a waiter every time.
@@ -130,6 +139,14 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = &mut cancelled => break,
+                Some(answer) = answers.recv() => {
+                    self.on_answer(answer);
+                    // Take the answers already there in the same turn.
+                    for _ in 1..COMMAND_BATCH {
+                        let Ok(answer) = answers.try_recv() else { break };
+                        self.on_answer(answer);
+                    }
+                }
                 Some(feedback) = self.feedback_rx.recv() => self.on_feedback(feedback),
                 Some(request) = datagrams.recv() => self.on_datagram(request),
                 Some(request) = inbound.recv() => self.on_inbound(request),
@@ -147,6 +164,7 @@ impl Driver {
                 },
                 _ = &mut timer => self.kad.handle_timeout(now()),
                 _ = snapshot.tick(), if self.storage.is_some() => self.save_contacts(),
+                _ = forget.tick() => self.in_flight.forget_old(),
                 _ = clock.tick() => self.kad.set_unix_time_ms(now(), unix_ms()),
             }
             self.drain();
@@ -351,16 +369,45 @@ impl Driver {
         }
     }
 
-    fn send(&self, transmit: Transmit) {
+    /// Sends one request: as a datagram (no task; the answer comes on the answers
+    /// channel), or over a stream in a task of its own when it does not fit.
+    fn send(&mut self, transmit: Transmit) {
+        match self.in_flight.send(
+            &self.transport,
+            transmit.request,
+            transmit.to,
+            &transmit.message,
+        ) {
+            Ok(None) => {}
+            Ok(Some(failure)) => {
+                let _ = self
+                    .feedback_tx
+                    .send(Feedback::Response(transmit.request, Err(failure)));
+            }
+            Err(bytes) => self.send_over_stream(transmit.request, transmit.to, bytes),
+        }
+    }
+
+    fn send_over_stream(&self, request: RequestId, to: Contact, bytes: Bytes) {
         let transport = self.transport.clone();
         let feedback = self.feedback_tx.clone();
         tokio::spawn(async move {
-            let outcome = transport.request(transmit.to, &transmit.message).await;
-            if let Err(failure) = &outcome {
-                tracing::debug!(peer = %transmit.to.id, ?failure, "request failed");
-            }
-            let _ = feedback.send(Feedback::Response(transmit.request, outcome));
+            let outcome = transport.request_over_stream(to, bytes).await;
+            let _ = feedback.send(Feedback::Response(request, outcome));
         });
+    }
+
+    fn on_answer(&mut self, answer: voidmesh_net::overlay::Answered) {
+        match self.in_flight.on_answer(answer) {
+            Outcome::Done(request, outcome) => {
+                if let Err(failure) = &outcome {
+                    tracing::debug!(?request, ?failure, "request failed");
+                }
+                self.kad.handle_response(now(), request, outcome);
+            }
+            Outcome::OverStream(request, to, bytes) => self.send_over_stream(request, to, bytes),
+            Outcome::Stale => {}
+        }
     }
 
     /// Writes the routing table's contacts to disk if they changed since last time.
