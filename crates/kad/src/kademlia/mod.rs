@@ -509,10 +509,8 @@ impl Kademlia {
         }
         shrink(&mut self.requests);
         shrink(&mut self.queries);
-        for queue_len in [self.transmits.capacity()] {
-            if queue_len > 64 && self.transmits.len() * 4 < queue_len {
-                self.transmits.shrink_to(self.transmits.len() * 2);
-            }
+        if self.transmits.capacity() > 64 && self.transmits.len() * 4 < self.transmits.capacity() {
+            self.transmits.shrink_to(self.transmits.len() * 2);
         }
     }
 
