@@ -71,6 +71,30 @@ pub struct DhtConfig {
     pub kad: voidmesh_kad::Config,
     /// `max_api_connections`: API clients served at once.
     pub max_api_connections: usize,
+    /// `api_read_timeout` and `api_idle_timeout`: how long an API client may take.
+    pub api_timeouts: ApiTimeouts,
+}
+
+/// How long a DHT API client may hold its connection without doing its part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiTimeouts {
+    /// `api_read_timeout`: a frame whose first bytes arrived must be complete within
+    /// this, or the connection is closed (a client sending a byte a second holds
+    /// nothing for long).
+    pub read: Duration,
+    /// `api_idle_timeout`: a connection with no request and nothing in flight for this
+    /// long is closed.
+    pub idle: Duration,
+}
+
+impl Default for ApiTimeouts {
+    /// 10 s to finish a frame, 5 min idle.
+    fn default() -> ApiTimeouts {
+        ApiTimeouts {
+            read: Duration::from_secs(10),
+            idle: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Settings of the gossip module (`[gossip]`).
@@ -132,6 +156,8 @@ const DHT_KEYS: &[&str] = &[
     "peer_rate",
     "read_quorum",
     "max_api_connections",
+    "api_read_timeout",
+    "api_idle_timeout",
 ];
 const GOSSIP_KEYS: &[&str] = &[
     "p2p_address",
@@ -467,6 +493,10 @@ impl Doc<'_> {
             bootstrappers: self.list(s, "bootstrapper")?,
             kad,
             max_api_connections: self.number(s, "max_api_connections", 4096, 1..=1_000_000)?,
+            api_timeouts: ApiTimeouts {
+                read: self.duration(s, "api_read_timeout", ApiTimeouts::default().read)?,
+                idle: self.duration(s, "api_idle_timeout", ApiTimeouts::default().idle)?,
+            },
         })
     }
 

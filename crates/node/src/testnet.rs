@@ -59,6 +59,7 @@ impl Testnet {
                 ..kad.clone()
             },
             max_api_connections: 1024,
+            api_timeouts: Default::default(),
         };
         let mut nodes = Vec::with_capacity(n);
         if n == 0 {

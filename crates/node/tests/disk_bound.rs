@@ -30,6 +30,7 @@ fn bounded_config(bootstrappers: Vec<String>) -> DhtConfig {
             ..fast_kad()
         },
         max_api_connections: 64,
+        api_timeouts: Default::default(),
     }
 }
 

@@ -151,6 +151,7 @@ async fn signed_records_survive_a_restart_from_the_data_dir() {
         bootstrappers: Vec::new(),
         kad: fast_kad(),
         max_api_connections: 16,
+        api_timeouts: Default::default(),
     };
     let identity = Identity::generate();
     let owner = SigningKey::from_bytes(&[11; 32]);

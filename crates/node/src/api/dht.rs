@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::DhtMessage;
 
+use crate::config::ApiTimeouts;
+use tokio::time::Instant;
+
 /// GETs one connection may have in flight; more wait until one completes.
 const MAX_GETS_IN_FLIGHT: usize = 1024;
 
@@ -38,6 +41,8 @@ enum Step {
     Wrote(std::io::Result<usize>),
     /// The server is shutting down.
     Shutdown,
+    /// The client let its deadline pass (see [`ApiTimeouts`]).
+    Deadline,
 }
 
 /// Serves one API client until it disconnects, breaks the protocol, or `shutdown` fires.
@@ -52,6 +57,7 @@ pub async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     dht: DhtHandle,
+    timeouts: ApiTimeouts,
     shutdown: CancellationToken,
 ) {
     let (read_half, mut write_half) = stream.into_split();
@@ -59,6 +65,14 @@ pub async fn handle_connection(
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut client_done = false;
+    // When the client last completed a request, and since when a frame of its is only
+    // partly here.
+    let mut last_request = Instant::now();
+    let mut partial_since: Option<Instant> = None;
+    // One timer for the connection, moved only when its deadline moves by much (arming a
+    // timer per request would cost every GET).
+    let timer = tokio::time::sleep(timeouts.read);
+    tokio::pin!(timer);
     // Created once: a fresh `cancelled()` per frame would register a waiter every time.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
@@ -70,19 +84,58 @@ pub async fn handle_connection(
         if client_done && pending.is_empty() && out.is_empty() {
             break Ok(());
         }
+        // Bytes of a frame arrive without waking this loop (the codec reads on while the
+        // frame is short), so it also wakes every read timeout to look for one.
+        let now = Instant::now();
+        let idle = pending.is_empty() && out.is_empty();
+        let deadline = match partial_since {
+            Some(since) => since + timeouts.read,
+            None if idle => (last_request + timeouts.idle).min(now + timeouts.read),
+            None => now + timeouts.read,
+        };
+        let armed = timer.deadline();
+        if deadline < armed || deadline > armed + timeouts.read / 4 {
+            timer.as_mut().reset(deadline);
+        }
         let step = tokio::select! {
             biased;
             _ = &mut cancelled => Step::Shutdown,
             frame = frames.next(), if can_read => Step::Frame(frame),
             Some(reply) = pending.next(), if !pending.is_empty() => Step::Reply(reply),
             written = write_half.write(&out), if !out.is_empty() => Step::Wrote(written),
+            _ = &mut timer => Step::Deadline,
         };
+        // A frame started but not finished keeps its first byte's time.
+        if frames.read_buffer().is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
         match step {
             Step::Shutdown => break Ok(()),
             Step::Frame(None) => client_done = true,
             Step::Frame(Some(Err(FrameError::Io(e)))) => break Err(format!("read failed: {e}")),
             Step::Frame(Some(Err(FrameError::Protocol(e)))) => break Err(e.to_string()),
+            Step::Deadline => {
+                let now = Instant::now();
+                // Fired: it is re-armed at the top of the loop.
+                timer.as_mut().reset(now + timeouts.read);
+                if let Some(since) = partial_since {
+                    if now >= since + timeouts.read {
+                        break Err(format!(
+                            "a frame took longer than {:?} to arrive",
+                            timeouts.read
+                        ));
+                    }
+                } else if pending.is_empty()
+                    && out.is_empty()
+                    && now >= last_request + timeouts.idle
+                {
+                    break Err(format!("idle for {:?}", timeouts.idle));
+                }
+            }
             Step::Frame(Some(Ok(frame))) => {
+                last_request = Instant::now();
                 match on_frame(&frame, &dht, &mut pending, &mut out).await {
                     Ok(true) => {}
                     Ok(false) => break Ok(()),

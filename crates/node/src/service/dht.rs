@@ -48,12 +48,13 @@ impl DhtService {
         );
         let shutdown = CancellationToken::new();
         let handle = node.handle();
+        let timeouts = config.api_timeouts;
         let api_task = api::server::spawn_on_api_thread(
             listener,
             config.max_api_connections,
             shutdown.clone(),
             move |stream, peer, stop| {
-                api::dht::handle_connection(stream, peer, handle.clone(), stop)
+                api::dht::handle_connection(stream, peer, handle.clone(), timeouts, stop)
             },
         );
         let join_task = tokio::spawn(join_network(node.handle(), peers, shutdown.clone()));

@@ -26,6 +26,7 @@ pub async fn single_node() -> DhtService {
         bootstrappers: Vec::new(),
         kad: fast_kad(),
         max_api_connections: 1024,
+        api_timeouts: Default::default(),
     };
     DhtService::start(&Identity::generate(), &config, None)
         .await
