@@ -65,6 +65,10 @@ impl History {
     pub fn open(data_dir: &Path) -> Result<History, ChatError> {
         let path = data_dir.join(HISTORY_FILE);
         let db = Connection::open(&path).map_err(|e| history_error(&path, e))?;
+        // Plaintext history: the owner's only (SQLite gives its -wal and -shm files the
+        // same permissions).
+        voidmesh_node::private::private_file(&path)
+            .map_err(|e| ChatError::History(format!("{}: {e}", path.display())))?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;

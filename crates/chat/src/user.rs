@@ -150,7 +150,7 @@ impl UserKey {
         let identity = if path.exists() {
             Identity::load(&path)
         } else {
-            std::fs::create_dir_all(data_dir)
+            voidmesh_node::private::private_dir(data_dir)
                 .map_err(|e| ChatError::UserKey(format!("{}: {e}", data_dir.display())))?;
             let identity = Identity::generate();
             identity.save(&path).map(|()| identity)

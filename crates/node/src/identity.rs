@@ -38,7 +38,7 @@ pub fn load_or_create(config: &Config) -> Result<Identity, NodeError> {
         let identity = Identity::load(&path).map_err(|e| NodeError::Identity(e.to_string()))?;
         return check(identity, &path);
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    crate::private::private_dir(&config.data_dir).map_err(|e| {
         NodeError::Storage(format!(
             "cannot create data_dir {}: {e}",
             config.data_dir.display()

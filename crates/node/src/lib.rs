@@ -24,6 +24,7 @@ pub mod dht;
 pub mod fuzz_checks;
 pub mod gossip;
 pub mod identity;
+pub mod private;
 pub mod service;
 pub mod storage;
 pub mod testnet;

@@ -168,6 +168,8 @@ impl Storage {
             reason: e.to_string(),
         };
         let db = Database::create(path).map_err(|e| fail(e.into()))?;
+        // Records may be anyone's, but the node's own PUTs are the user's data.
+        crate::private::private_file(path).map_err(|e| fail(redb::Error::Io(e)))?;
         let loaded = load(&db).map_err(fail)?;
         let (tx, rx) = mpsc::channel();
         let file = File {

@@ -347,7 +347,7 @@ impl DhtNode {
         };
         let (storage, mut loaded) = match data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
+                crate::private::private_dir(dir).map_err(|e| {
                     NodeError::Storage(format!("cannot create {}: {e}", dir.display()))
                 })?;
                 let (storage, loaded) =

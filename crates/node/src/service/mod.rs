@@ -21,6 +21,12 @@ fn bind_api(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, Socket
     let listener = TcpListener::bind(addr).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            api = %local,
+            "{what} listens beyond this machine and has no authentication: anyone who can reach it can use this node"
+        );
+    }
     Ok((listener, local))
 }
 
