@@ -1017,16 +1017,7 @@ impl Engine {
                         .await;
                 }
                 info!(peer = %handle, "the open session does not answer: a new one");
-                if let Some(old) = self.close(&handle) {
-                    self.endpoint.disconnect(&old.node);
-                }
-                self.opening.entry(handle.clone()).or_default();
-                self.emit(Event::SessionEnded {
-                    peer: handle.clone(),
-                    by_peer: true,
-                })
-                .await;
-                self.open(handle, *found);
+                self.replace_session(handle, *found).await;
             }
             Done::Probed { peer, id, result } => {
                 if let Some(l) = self.alive.get_mut(&peer) {
@@ -1108,16 +1099,7 @@ impl Engine {
                     Some(_) => {
                         // The peer restarted or moved: the old session cannot be used.
                         info!(peer = %handle, "the peer restarted or moved: a new session");
-                        if let Some(old) = self.close(&handle) {
-                            self.endpoint.disconnect(&old.node);
-                        }
-                        self.opening.entry(handle.clone()).or_default();
-                        self.emit(Event::SessionEnded {
-                            peer: handle.clone(),
-                            by_peer: true,
-                        })
-                        .await;
-                        self.open(handle, found);
+                        self.replace_session(handle, found).await;
                     }
                     None => self.open(handle, found),
                 }
@@ -1199,6 +1181,21 @@ impl Engine {
     }
 
     /// Opens a session with a user just found, in a task.
+    /// The session with `handle` can no longer be used (its peer is silent, restarted or
+    /// moved): it ends, its connection too, and a new one is opened to `found`.
+    async fn replace_session(&mut self, handle: Handle, found: Found) {
+        if let Some(old) = self.close(&handle) {
+            self.endpoint.disconnect(&old.node);
+        }
+        self.opening.entry(handle.clone()).or_default();
+        self.emit(Event::SessionEnded {
+            peer: handle.clone(),
+            by_peer: true,
+        })
+        .await;
+        self.open(handle, found);
+    }
+
     fn open(&mut self, handle: Handle, found: Found) {
         let id: SessionId = rand::random();
         let node = found.presence.node_id;

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::fast_kad;
-use std::net::SocketAddr;
+use common::loopback_config;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,14 +17,9 @@ use voidmesh_node::service::DhtService;
 use voidmesh_proto::{DhtMessage, Key};
 
 async fn node(timeouts: ApiTimeouts) -> DhtService {
-    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let config = DhtConfig {
-        p2p_address: loopback,
-        api_address: loopback,
-        bootstrappers: Vec::new(),
-        kad: fast_kad(),
-        max_api_connections: 16,
         api_timeouts: timeouts,
+        ..loopback_config()
     };
     DhtService::start(&Identity::generate(), &config, None)
         .await

@@ -5,8 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{eventually, fast_kad};
-use std::net::SocketAddr;
+use common::{eventually, loopback_config};
 use std::path::Path;
 use std::time::Duration;
 use voidmesh_net::Identity;
@@ -20,17 +19,14 @@ const BOUND: usize = 1 << 20;
 const VALUE: usize = 60_000;
 
 fn bounded_config(bootstrappers: Vec<String>) -> DhtConfig {
-    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let base = loopback_config();
     DhtConfig {
-        p2p_address: loopback,
-        api_address: loopback,
         bootstrappers,
         kad: voidmesh_kad::Config {
             max_record_bytes: BOUND,
-            ..fast_kad()
+            ..base.kad.clone()
         },
-        max_api_connections: 64,
-        api_timeouts: Default::default(),
+        ..base
     }
 }
 

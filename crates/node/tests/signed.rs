@@ -138,21 +138,11 @@ async fn get_signed_of_an_absent_key_answers_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_records_survive_a_restart_from_the_data_dir() {
-    use std::net::SocketAddr;
     use voidmesh_net::Identity;
-    use voidmesh_node::config::DhtConfig;
     use voidmesh_node::service::DhtService;
 
     let dir = tempfile::tempdir().unwrap();
-    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let config = DhtConfig {
-        p2p_address: loopback,
-        api_address: loopback,
-        bootstrappers: Vec::new(),
-        kad: fast_kad(),
-        max_api_connections: 16,
-        api_timeouts: Default::default(),
-    };
+    let config = common::loopback_config();
     let identity = Identity::generate();
     let owner = SigningKey::from_bytes(&[11; 32]);
     let rec = record(&owner, 5, b"kept on disk");

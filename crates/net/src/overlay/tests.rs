@@ -6,6 +6,26 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// An overlay with a fresh identity on loopback.
+fn bind(config: OverlayConfig) -> (Overlay, mpsc::Receiver<DatagramRequest>) {
+    Overlay::bind(&Identity::generate(), loopback(), config).unwrap()
+}
+
+/// Sends `payload` from `from` to `to` and waits for the reply (no room made for it).
+async fn ask(
+    from: &Overlay,
+    to: &Overlay,
+    payload: &'static [u8],
+) -> Result<Vec<u8>, OverlayError> {
+    from.request(
+        &to.public_key(),
+        to.local_addr(),
+        Bytes::from_static(payload),
+        0,
+    )
+    .await
+}
+
 fn config() -> OverlayConfig {
     OverlayConfig {
         request_timeout: Duration::from_millis(500),
@@ -25,7 +45,7 @@ fn echo(mut inbound: mpsc::Receiver<DatagramRequest>, times: usize) {
 
 #[tokio::test]
 async fn a_first_request_to_a_key_learned_elsewhere_is_answered_in_one_round_trip() {
-    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (a, _a_in) = bind(config());
     let b_id = Identity::generate();
     let (b, b_in) = Overlay::bind(&b_id, loopback(), config()).unwrap();
     let mut b_in = b_in;
@@ -47,46 +67,30 @@ async fn a_first_request_to_a_key_learned_elsewhere_is_answered_in_one_round_tri
 
 #[tokio::test]
 async fn a_large_reply_to_an_unvalidated_address_costs_one_retry_and_arrives() {
-    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
-    let (b, b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (a, _a_in) = bind(config());
+    let (b, b_in) = bind(config());
     echo(b_in, 100);
     // A 10-byte request whose reply is 1000 bytes, with no room made for it: B may not
     // send 1000 bytes to an address that has not proved it receives them, so it sends a
     // token; A asks again with it and gets the reply.
-    let reply = a
-        .request(
-            &b.public_key(),
-            b.local_addr(),
-            Bytes::from_static(b"0123456789"),
-            0,
-        )
-        .await
-        .unwrap();
+    let reply = ask(&a, &b, b"0123456789").await.unwrap();
     assert_eq!(reply.len(), 1000);
     // With the token held, the next large reply comes at once.
-    let reply = a
-        .request(
-            &b.public_key(),
-            b.local_addr(),
-            Bytes::from_static(b"abcdefghij"),
-            0,
-        )
-        .await
-        .unwrap();
+    let reply = ask(&a, &b, b"abcdefghij").await.unwrap();
     assert_eq!(&reply[..10], b"abcdefghij");
 }
 
 #[tokio::test]
 async fn a_probe_names_the_key_at_an_address() {
-    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
-    let (b, _b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (a, _a_in) = bind(config());
+    let (b, _b_in) = bind(config());
     assert_eq!(a.probe(b.local_addr()).await.unwrap(), b.public_key());
 }
 
 #[tokio::test]
 async fn a_request_sealed_for_another_key_gets_no_answer_and_garbage_is_ignored() {
-    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
-    let (b, b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (a, _a_in) = bind(config());
+    let (b, b_in) = bind(config());
     echo(b_in, 1);
     // Sealed for a key B does not hold: B cannot open it.
     let stranger = Identity::generate().public_key();
@@ -104,15 +108,7 @@ async fn a_request_sealed_for_another_key_gets_no_answer_and_garbage_is_ignored(
     ] {
         raw.send_to(junk, b.local_addr()).unwrap();
     }
-    let reply = a
-        .request(
-            &b.public_key(),
-            b.local_addr(),
-            Bytes::from_static(b"ok"),
-            0,
-        )
-        .await
-        .unwrap();
+    let reply = ask(&a, &b, b"ok").await.unwrap();
     assert_eq!(reply, b"ok");
     assert!(
         b.refused().0 >= 2,
@@ -123,8 +119,8 @@ async fn a_request_sealed_for_another_key_gets_no_answer_and_garbage_is_ignored(
 
 #[tokio::test]
 async fn an_oversized_payload_is_refused_before_sending() {
-    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
-    let (b, _b_in) = Overlay::bind(&Identity::generate(), loopback(), config()).unwrap();
+    let (a, _a_in) = bind(config());
+    let (b, _b_in) = bind(config());
     let big = Bytes::from(vec![0u8; MAX_REQUEST_PAYLOAD + 1]);
     assert_eq!(
         a.request(&b.public_key(), b.local_addr(), big, 0).await,
@@ -170,15 +166,7 @@ async fn quic_streams_share_the_overlay_port() {
         .unwrap();
     assert_eq!(reply.message.len(), 60_000);
     // Datagrams keep working beside it.
-    let reply = a
-        .request(
-            &b.public_key(),
-            b.local_addr(),
-            Bytes::from_static(b"dgram"),
-            0,
-        )
-        .await
-        .unwrap();
+    let reply = ask(&a, &b, b"dgram").await.unwrap();
     assert_eq!(reply, b"dgram");
 }
 
@@ -188,8 +176,8 @@ async fn a_request_whose_datagram_is_lost_is_sent_again_before_the_timeout() {
         request_timeout: Duration::from_secs(3),
         inbound_queue: 64,
     };
-    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config.clone()).unwrap();
-    let (b, mut b_in) = Overlay::bind(&Identity::generate(), loopback(), config).unwrap();
+    let (a, _a_in) = bind(config.clone());
+    let (b, mut b_in) = bind(config);
     // B "loses" the first copy (takes it, never answers), answers the second.
     tokio::spawn(async move {
         let lost = b_in.recv().await;
@@ -198,15 +186,7 @@ async fn a_request_whose_datagram_is_lost_is_sent_again_before_the_timeout() {
         drop(lost);
     });
     let started = std::time::Instant::now();
-    let reply = a
-        .request(
-            &b.public_key(),
-            b.local_addr(),
-            Bytes::from_static(b"a request of some bytes"),
-            0,
-        )
-        .await
-        .unwrap();
+    let reply = ask(&a, &b, b"a request of some bytes").await.unwrap();
     assert_eq!(reply, b"second copy");
     assert!(
         started.elapsed() < Duration::from_secs(1),
@@ -221,8 +201,8 @@ async fn requests_sent_without_waiting_are_answered_on_the_channel_by_ticket() {
         request_timeout: Duration::from_secs(3),
         inbound_queue: 64,
     };
-    let (a, _a_in) = Overlay::bind(&Identity::generate(), loopback(), config.clone()).unwrap();
-    let (b, mut b_in) = Overlay::bind(&Identity::generate(), loopback(), config).unwrap();
+    let (a, _a_in) = bind(config.clone());
+    let (b, mut b_in) = bind(config);
     // B takes the first copy of ticket 7 without answering (a lost datagram); it answers
     // everything after.
     tokio::spawn(async move {

@@ -53,13 +53,15 @@ struct Waiting {
     bootstraps: HashMap<QueryId, oneshot::Sender<Result<usize, super::BootstrapError>>>,
 }
 
+/// The answers to the driver's datagram requests ([`InFlight`]).
+pub(super) type Answers = mpsc::UnboundedReceiver<voidmesh_net::overlay::Answered>;
+
 /// Owns the state machine; see the module doc.
 pub(super) struct Driver {
     kad: Kademlia,
     transport: Transport,
-    /// Datagram requests in flight (answers on `answers`).
+    /// Datagram requests in flight (their answers come on the channel `run` reads).
     in_flight: InFlight,
-    answers: Option<mpsc::UnboundedReceiver<voidmesh_net::overlay::Answered>>,
     /// Durable copies of records and contacts (absent for in-memory test networks).
     storage: Option<Storage>,
     /// The records held, published for the API connections after every turn.
@@ -81,7 +83,7 @@ impl Driver {
         transport: Transport,
         storage: Option<Storage>,
         reads: Arc<LocalReads>,
-    ) -> Self {
+    ) -> (Self, Answers) {
         let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
         let (in_flight, answers) = InFlight::new(kad.config().request_timeout * 4);
         // Records restored from disk before the driver started.
@@ -92,9 +94,8 @@ impl Driver {
             reads.publish(signed.key(), Some(Copy::of(record, Some(signed))));
         }
         reads.set_local_is_final(kad.contact_count() == 0 || kad.config().read_quorum <= 1);
-        Driver {
+        let driver = Driver {
             in_flight,
-            answers: Some(answers),
             kad,
             transport,
             storage,
@@ -103,13 +104,15 @@ impl Driver {
             feedback_tx,
             feedback_rx,
             waiting: Waiting::default(),
-        }
+        };
+        (driver, answers)
     }
 
     /// Runs until `shutdown` fires or every command sender and the inbound channel close.
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
+        mut answers: Answers,
         mut datagrams: mpsc::Receiver<DatagramRequest>,
         mut inbound: mpsc::Receiver<Inbound>,
         shutdown: CancellationToken,
@@ -119,7 +122,6 @@ impl Driver {
         tokio::pin!(timer);
         let mut clock = tokio::time::interval(UNIX_TIME_EVERY);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut answers = self.answers.take().expect("taken once, by run");
         let mut forget = tokio::time::interval(std::time::Duration::from_secs(5));
         forget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut snapshot = tokio::time::interval(CONTACT_SNAPSHOT_EVERY);

@@ -392,8 +392,9 @@ impl DhtNode {
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let shutdown = CancellationToken::new();
         let reads = Arc::new(LocalReads::new(state.config().max_ttl));
-        let driver = driver::Driver::new(state, transport, storage, reads.clone());
-        let task = tokio::spawn(driver.run(commands_rx, datagrams, inbound, shutdown.clone()));
+        let (driver, answers) = driver::Driver::new(state, transport, storage, reads.clone());
+        let task =
+            tokio::spawn(driver.run(commands_rx, answers, datagrams, inbound, shutdown.clone()));
         Ok(DhtNode {
             handle: DhtHandle {
                 commands: commands_tx,

@@ -49,36 +49,8 @@ pub(crate) fn find_reply_room(k: usize) -> usize {
 }
 
 impl Transport {
-    /// Sends `message` to `to` and returns its decoded reply.
-    pub async fn request(
-        &self,
-        to: Contact,
-        message: &KadMessage,
-    ) -> Result<KadMessage, RequestFailure> {
-        let bytes = message.encode();
-        match self
-            .overlay
-            .request(&to.key, to.addr, bytes.clone(), reply_room(message, self.k))
-            .await
-        {
-            Ok(reply) => match KadMessage::decode(&Bytes::from(reply)) {
-                Ok(KadMessage::Error { code, .. }) if code == ERROR_TOO_LARGE_FOR_DATAGRAM => {
-                    self.request_over_stream(to, bytes).await
-                }
-                Ok(reply) => Ok(reply),
-                Err(_) => Err(RequestFailure::Malformed),
-            },
-            Err(OverlayError::TooLarge(_)) => self.request_over_stream(to, bytes).await,
-            Err(OverlayError::Timeout) => Err(RequestFailure::Timeout),
-            Err(e) => {
-                tracing::debug!(peer = %to.id, error = %e, "request not sent");
-                Err(RequestFailure::Unreachable)
-            }
-        }
-    }
-
-    /// The stream half of [`request`](Self::request), for a message that does not fit a
-    /// datagram or whose reply did not.
+    /// Sends `bytes` to `to` over a QUIC stream (a message that does not fit a datagram,
+    /// or whose reply did not) and returns the decoded reply.
     pub async fn request_over_stream(
         &self,
         to: Contact,
@@ -107,10 +79,15 @@ impl Transport {
             }
         };
         let contact = Contact::new(key, addr);
-        match self.request(contact, &KadMessage::Ping).await {
-            Ok(KadMessage::Pong) => Some(contact),
+        let pong = self
+            .overlay
+            .request(&key, addr, KadMessage::Ping.encode(), 0)
+            .await
+            .map(|reply| KadMessage::decode(&Bytes::from(reply)));
+        match pong {
+            Ok(Ok(KadMessage::Pong)) => Some(contact),
             other => {
-                tracing::warn!(%addr, outcome = ?other.map(|m| m.msg_type()), "bootstrap peer did not prove its key");
+                tracing::warn!(%addr, outcome = ?other.map(|r| r.map(|m| m.msg_type())), "bootstrap peer did not prove its key");
                 None
             }
         }

@@ -17,18 +17,22 @@ pub fn fast_kad() -> voidmesh_kad::Config {
     }
 }
 
-/// A single DHT module on loopback with fresh keys.
-pub async fn single_node() -> DhtService {
+/// A DHT module's settings on loopback (port 0) with the fast test timeouts, alone.
+pub fn loopback_config() -> DhtConfig {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let config = DhtConfig {
+    DhtConfig {
         p2p_address: loopback,
         api_address: loopback,
         bootstrappers: Vec::new(),
         kad: fast_kad(),
         max_api_connections: 1024,
         api_timeouts: Default::default(),
-    };
-    DhtService::start(&Identity::generate(), &config, None)
+    }
+}
+
+/// A single DHT module on loopback with fresh keys.
+pub async fn single_node() -> DhtService {
+    DhtService::start(&Identity::generate(), &loopback_config(), None)
         .await
         .expect("node starts")
 }
