@@ -216,11 +216,12 @@ impl Cache {
         Some(conn)
     }
 
-    /// Forgets everything (the endpoint is closing).
-    pub(crate) fn clear(&mut self) {
-        self.peers.clear();
+    /// Forgets everything (the endpoint is closing) and returns the connections that
+    /// were cached.
+    pub(crate) fn clear(&mut self) -> Vec<quinn::Connection> {
         self.addrs.clear();
         self.dials.clear();
+        self.peers.drain().map(|(_, entry)| entry.conn).collect()
     }
 }
 

@@ -10,6 +10,12 @@
 //!
 //! Tasks hold the shared state, never the [`Endpoint`] handle: dropping the last handle
 //! closes the quinn endpoint, every connection ends, and the tasks finish.
+//!
+//! # Protocols on one socket
+//! One quinn endpoint can serve several protocols (the DHT, gossip and the chat when
+//! their addresses are the same): [`Endpoint::add_protocol`] gives each its own ALPN,
+//! connection cache and inbound channel. Incoming connections go to the protocol their
+//! handshake chose; the quinn endpoint closes with the last protocol.
 
 use crate::cache::{canonical, remote, Cache};
 use crate::frame::{self, code, read_frame};
@@ -19,7 +25,7 @@ use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
@@ -62,14 +68,30 @@ impl Drop for Handle {
     }
 }
 
-/// State shared by the handle and the background tasks.
-struct Shared {
+/// What the protocols on one quinn endpoint share.
+struct Base {
     /// The quinn endpoint (server and client on one socket).
     endpoint: quinn::Endpoint,
+    /// The hostkey, for the TLS configs of protocols added later.
+    identity: Identity,
     /// Our own node id; connections to it are never cached, and it breaks ties between
     /// two connections to the same peer.
     local_id: NodeId,
     /// The bound address, read once.
+    local_addr: SocketAddr,
+    /// The protocols served; an entry leaves when its protocol closes.
+    protocols: Mutex<Vec<(Vec<u8>, Weak<Shared>)>>,
+}
+
+/// State of one protocol, shared by its handles and its background tasks.
+struct Shared {
+    /// The socket's endpoint and the other protocols on it.
+    base: Arc<Base>,
+    /// How this protocol dials (its ALPN).
+    client_config: quinn::ClientConfig,
+    /// Our own node id (the base's, copied for the hot paths).
+    local_id: NodeId,
+    /// The bound address (the base's).
     local_addr: SocketAddr,
     /// Limits and timeouts.
     config: EndpointConfig,
@@ -148,64 +170,23 @@ impl Endpoint {
         socket: Socket,
         config: EndpointConfig,
     ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            NetError::Io(std::io::Error::other(
-                "Endpoint::bind must be called inside a tokio runtime",
-            ))
-        })?;
-        let transport = Arc::new(transport_config(&config)?);
-        let tls = tls::configs(identity, &config.alpn)?;
-        let server_crypto = QuicServerConfig::try_from(tls.server)
-            .map_err(|e| NetError::Tls(format!("server config: {e}")))?;
-        let client_crypto = QuicClientConfig::try_from(tls.client)
-            .map_err(|e| NetError::Tls(format!("client config: {e}")))?;
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server_config.transport_config(transport.clone());
-        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client_config.transport_config(transport);
+        // Checked first, so that a refused config leaves no socket behind.
+        transport_config(&config)?;
+        StreamSocket::start(identity, socket)?.add(config)
+    }
 
-        let quinn_runtime = quinn::default_runtime()
-            .ok_or_else(|| NetError::Io(std::io::Error::other("no async runtime for quinn")))?;
-        // A restarted node answers its old connections with a stateless reset (see
-        // `RandomCids`), so peers drop them at once instead of reusing a dead connection.
-        let mut quinn_config = quinn::EndpointConfig::new(tls::reset_key(identity));
-        quinn_config.cid_generator(|| Box::new(RandomCids));
-        // Every QUIC packet keeps the fixed bit: on a shared socket it is what tells QUIC
-        // from the overlay's datagrams.
-        quinn_config.grease_quic_bit(false);
-        let mut endpoint = match socket {
-            Socket::Own(socket) => {
-                quinn::Endpoint::new(quinn_config, Some(server_config), socket, quinn_runtime)?
-            }
-            Socket::Shared(socket) => quinn::Endpoint::new_with_abstract_socket(
-                quinn_config,
-                Some(server_config),
-                socket,
-                quinn_runtime,
-            )?,
-        };
-        endpoint.set_default_client_config(client_config);
-        let local_addr = endpoint.local_addr()?;
-
-        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
-        let shared = Arc::new(Shared {
-            endpoint,
-            local_id: identity.node_id(),
-            local_addr,
-            config,
-            inbound: tx,
-            cache: Mutex::new(Cache::default()),
-            closed: AtomicBool::new(false),
-            max_connections: AtomicUsize::new(DEFAULT_MAX_CONNECTIONS),
-        });
-        runtime.spawn(accept_loop(shared.clone()));
-        debug!(%local_addr, id = ?shared.local_id, "endpoint bound");
-        Ok((
-            Endpoint {
-                handle: Arc::new(Handle { shared }),
-            },
-            rx,
-        ))
+    /// Serves one more protocol on this endpoint's socket, with its own ALPN, limits,
+    /// connection cache and inbound channel. Peers dialing with that ALPN reach it; the
+    /// socket closes when every protocol on it is closed.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] for unusable settings or an ALPN already served here,
+    /// [`NetError::Tls`] if the TLS setup fails.
+    pub fn add_protocol(
+        &self,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
+        self.handle.shared.base.add(config)
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -277,11 +258,12 @@ impl Endpoint {
         }
     }
 
-    /// Number of open QUIC connections (both directions, handshakes in progress and
-    /// connections still draining included). With connection reuse this is at most one
-    /// per peer, barring simultaneous first dials.
+    /// Number of open QUIC connections on the socket, every protocol on it counted (both
+    /// directions, handshakes in progress and connections still draining included). With
+    /// connection reuse this is at most one per peer and protocol, barring simultaneous
+    /// first dials.
     pub fn connection_count(&self) -> usize {
-        self.handle.shared.endpoint.open_connections()
+        self.handle.shared.base.endpoint.open_connections()
     }
 
     /// Sets the soft limit on connections kept open ([`DEFAULT_MAX_CONNECTIONS`] by default).
@@ -344,6 +326,95 @@ impl std::fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("local_addr", &self.handle.shared.local_addr)
             .field("node_id", &self.handle.shared.local_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A QUIC endpoint's socket before (and beside) its protocols: what
+/// [`StreamSocket::add`] adds protocols to, each an [`Endpoint`] of its own.
+#[derive(Clone)]
+pub struct StreamSocket {
+    base: Arc<Base>,
+}
+
+impl StreamSocket {
+    /// Starts a quinn endpoint on a socket shared with the datagram overlay
+    /// ([`crate::overlay::Overlay::quic_socket`]), serving no protocol yet. Must be
+    /// called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`NetError::Io`] if there is no runtime.
+    pub fn bind_on(
+        identity: &Identity,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+    ) -> Result<StreamSocket, NetError> {
+        StreamSocket::start(identity, Socket::Shared(socket))
+    }
+
+    fn start(identity: &Identity, socket: Socket) -> Result<StreamSocket, NetError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            NetError::Io(std::io::Error::other(
+                "Endpoint::bind must be called inside a tokio runtime",
+            ))
+        })?;
+        let quinn_runtime = quinn::default_runtime()
+            .ok_or_else(|| NetError::Io(std::io::Error::other("no async runtime for quinn")))?;
+        // A restarted node answers its old connections with a stateless reset (see
+        // `RandomCids`), so peers drop them at once instead of reusing a dead connection.
+        let mut quinn_config = quinn::EndpointConfig::new(tls::reset_key(identity));
+        quinn_config.cid_generator(|| Box::new(RandomCids));
+        // Every QUIC packet keeps the fixed bit: on a shared socket it is what tells QUIC
+        // from the overlay's datagrams.
+        quinn_config.grease_quic_bit(false);
+        // The server config comes with the first protocol (`Base::add`).
+        let endpoint = match socket {
+            Socket::Own(socket) => quinn::Endpoint::new(quinn_config, None, socket, quinn_runtime)?,
+            Socket::Shared(socket) => quinn::Endpoint::new_with_abstract_socket(
+                quinn_config,
+                None,
+                socket,
+                quinn_runtime,
+            )?,
+        };
+        let local_addr = endpoint.local_addr()?;
+        let base = Arc::new(Base {
+            endpoint,
+            identity: identity.clone(),
+            local_id: identity.node_id(),
+            local_addr,
+            protocols: Mutex::new(Vec::new()),
+        });
+        runtime.spawn(accept_loop(base.clone()));
+        debug!(%local_addr, id = ?identity.node_id(), "endpoint bound");
+        Ok(StreamSocket { base })
+    }
+
+    /// Serves a protocol on this socket (see [`Endpoint::add_protocol`]). When the first
+    /// protocol's settings are refused, the socket is closed again.
+    ///
+    /// # Errors
+    /// As [`Endpoint::add_protocol`].
+    pub fn add(
+        &self,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
+        let added = self.base.add(config);
+        if added.is_err() && self.base.protocols().is_empty() {
+            self.base.endpoint.close(code::CLOSED, b"endpoint closed");
+        }
+        added
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.base.local_addr
+    }
+}
+
+impl std::fmt::Debug for StreamSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSocket")
+            .field("local_addr", &self.base.local_addr)
             .finish_non_exhaustive()
     }
 }
@@ -428,12 +499,17 @@ impl Shared {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the quinn endpoint and forgets every connection.
+    /// Closes this protocol's connections and forgets them; the last protocol on the
+    /// socket closes the quinn endpoint.
     fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
             debug!(local_addr = %self.local_addr, "endpoint closing");
-            self.endpoint.close(code::CLOSED, b"endpoint closed");
-            self.cache().clear();
+            for conn in self.cache().clear() {
+                conn.close(code::CLOSED, b"endpoint closed");
+            }
+            if self.base.remove(&self.config.alpn) == 0 {
+                self.base.endpoint.close(code::CLOSED, b"endpoint closed");
+            }
         }
     }
 
@@ -674,8 +750,9 @@ async fn dial(shared: Arc<Shared>, to: SocketAddr, tx: watch::Sender<Option<Dial
 /// Connects and handshakes with `to`, bounded by the request timeout.
 async fn establish(shared: &Shared, to: SocketAddr) -> DialResult {
     let connecting = shared
+        .base
         .endpoint
-        .connect(to, SERVER_NAME)
+        .connect_with(shared.client_config.clone(), to, SERVER_NAME)
         .map_err(|e| match e {
             quinn::ConnectError::EndpointStopping => DialFailure::Closed,
             other => DialFailure::Connect(other.to_string()),
@@ -727,23 +804,24 @@ fn handshake_failure(e: quinn::ConnectionError) -> DialFailure {
 }
 
 /// Accepts incoming connections until the endpoint closes.
-async fn accept_loop(shared: Arc<Shared>) {
-    while let Some(incoming) = shared.endpoint.accept().await {
-        let max = shared.max_connections.load(Ordering::Relaxed);
-        if shared.endpoint.open_connections() >= max.saturating_mul(2) {
+async fn accept_loop(base: Arc<Base>) {
+    while let Some(incoming) = base.endpoint.accept().await {
+        let max = base.max_connections();
+        if base.endpoint.open_connections() >= max.saturating_mul(2) {
             debug!(remote = %incoming.remote_address(), "too many connections; refused");
             incoming.refuse();
             continue;
         }
-        tokio::spawn(accept_one(shared.clone(), incoming));
+        tokio::spawn(accept_one(base.clone(), incoming));
     }
-    debug!(local_addr = %shared.local_addr, "accept loop ended");
+    debug!(local_addr = %base.local_addr, "accept loop ended");
 }
 
-/// Completes one incoming handshake, caches the connection and serves it.
-async fn accept_one(shared: Arc<Shared>, incoming: quinn::Incoming) {
+/// Completes one incoming handshake, hands the connection to the protocol it chose,
+/// which caches and serves it.
+async fn accept_one(base: Arc<Base>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
-    let conn = match timeout(shared.config.request_timeout, incoming).await {
+    let conn = match timeout(base.handshake_timeout(), incoming).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             debug!(%remote, error = %e, "incoming handshake failed");
@@ -754,6 +832,11 @@ async fn accept_one(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
+    let Some(shared) = negotiated_alpn(&conn).and_then(|alpn| base.protocol(&alpn)) else {
+        // The server only offers ALPNs it serves; this one closed meanwhile.
+        conn.close(code::CLOSED, b"protocol closed");
+        return;
+    };
     let Some(peer) = peer_node_id(&conn) else {
         conn.close(code::BAD_IDENTITY, b"no usable certificate");
         return;
@@ -761,6 +844,136 @@ async fn accept_one(shared: Arc<Shared>, incoming: quinn::Incoming) {
     trace!(%remote, ?peer, "accepted");
     shared.register(&mut shared.cache(), &conn, peer, false);
     serve(shared, conn, peer).await;
+}
+
+/// The ALPN the handshake of `conn` settled on.
+fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+impl Base {
+    /// Adds a protocol (see [`Endpoint::add_protocol`]).
+    fn add(
+        self: &Arc<Self>,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, mpsc::Receiver<Inbound>), NetError> {
+        let transport = Arc::new(transport_config(&config)?);
+        let tls = tls::configs(&self.identity, &[config.alpn.as_slice()])?;
+        let client_crypto = QuicClientConfig::try_from(tls.client)
+            .map_err(|e| NetError::Tls(format!("client config: {e}")))?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport);
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let shared = Arc::new(Shared {
+            base: self.clone(),
+            client_config,
+            local_id: self.local_id,
+            local_addr: self.local_addr,
+            config,
+            inbound: tx,
+            cache: Mutex::new(Cache::default()),
+            closed: AtomicBool::new(false),
+            max_connections: AtomicUsize::new(DEFAULT_MAX_CONNECTIONS),
+        });
+        {
+            let mut protocols = self.protocols();
+            protocols.retain(|(_, p)| p.strong_count() > 0);
+            if protocols
+                .iter()
+                .any(|(alpn, _)| *alpn == shared.config.alpn)
+            {
+                return Err(NetError::Config(format!(
+                    "ALPN {:?} is already served on {}",
+                    String::from_utf8_lossy(&shared.config.alpn),
+                    self.local_addr
+                )));
+            }
+            let mut configs: Vec<EndpointConfig> = protocols
+                .iter()
+                .filter_map(|(_, p)| p.upgrade().map(|p| p.config.clone()))
+                .collect();
+            configs.push(shared.config.clone());
+            let refs: Vec<&EndpointConfig> = configs.iter().collect();
+            self.endpoint
+                .set_server_config(Some(server_config(&self.identity, &refs)?));
+            protocols.push((shared.config.alpn.clone(), Arc::downgrade(&shared)));
+        }
+        Ok((
+            Endpoint {
+                handle: Arc::new(Handle { shared }),
+            },
+            rx,
+        ))
+    }
+
+    fn protocols(&self) -> MutexGuard<'_, Vec<(Vec<u8>, Weak<Shared>)>> {
+        // Every update is a single push, retain or remove.
+        self.protocols.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open protocol speaking `alpn`.
+    fn protocol(&self, alpn: &[u8]) -> Option<Arc<Shared>> {
+        self.protocols()
+            .iter()
+            .find(|(a, _)| a == alpn)
+            .and_then(|(_, p)| p.upgrade())
+            .filter(|p| !p.closed.load(Ordering::SeqCst))
+    }
+
+    /// Forgets the protocol speaking `alpn`; returns how many are left.
+    fn remove(&self, alpn: &[u8]) -> usize {
+        let mut protocols = self.protocols();
+        protocols.retain(|(a, p)| a != alpn && p.strong_count() > 0);
+        protocols.len()
+    }
+
+    /// The soft connection limit of the socket: the largest of its protocols'.
+    fn max_connections(&self) -> usize {
+        self.protocols()
+            .iter()
+            .filter_map(|(_, p)| p.upgrade())
+            .map(|p| p.max_connections.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+    }
+
+    /// How long an incoming handshake may take: the longest request timeout served.
+    fn handshake_timeout(&self) -> Duration {
+        self.protocols()
+            .iter()
+            .filter_map(|(_, p)| p.upgrade())
+            .map(|p| p.config.request_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// The server side of every protocol in `configs`: their ALPNs, and transport limits
+/// large enough for each (the largest message, the longest idle timeout).
+fn server_config(
+    identity: &Identity,
+    configs: &[&EndpointConfig],
+) -> Result<quinn::ServerConfig, NetError> {
+    let alpns: Vec<&[u8]> = configs.iter().map(|c| c.alpn.as_slice()).collect();
+    let mut merged = (*configs
+        .first()
+        .ok_or_else(|| NetError::Config("no protocol".into()))?)
+    .clone();
+    for c in configs {
+        merged.max_message_size = merged.max_message_size.max(c.max_message_size);
+        merged.idle_timeout = merged.idle_timeout.max(c.idle_timeout);
+        merged.request_timeout = merged.request_timeout.max(c.request_timeout);
+    }
+    let transport = Arc::new(transport_config(&merged)?);
+    let tls = tls::configs(identity, &alpns)?;
+    let server_crypto = QuicServerConfig::try_from(tls.server)
+        .map_err(|e| NetError::Tls(format!("server config: {e}")))?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+    server_config.transport_config(transport);
+    Ok(server_config)
 }
 
 /// Accepts the peer's streams on `conn` until it closes, then drops it from the cache.

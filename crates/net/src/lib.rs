@@ -55,7 +55,7 @@ pub mod overlay;
 mod tls;
 
 pub use endpoint::{
-    Endpoint, DEFAULT_MAX_CONNECTIONS, INBOUND_QUEUE, MAX_ONE_WAY_PER_CONNECTION,
+    Endpoint, StreamSocket, DEFAULT_MAX_CONNECTIONS, INBOUND_QUEUE, MAX_ONE_WAY_PER_CONNECTION,
     MAX_REQUESTS_PER_CONNECTION,
 };
 pub use error::NetError;

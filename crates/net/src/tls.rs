@@ -38,12 +38,13 @@ pub(crate) struct TlsConfigs {
     pub(crate) client: rustls::ClientConfig,
 }
 
-/// Builds the server and client TLS configs for `identity`, speaking only `alpn`.
+/// Builds the server and client TLS configs for `identity`, speaking the ALPNs in
+/// `alpns` (a server accepts any of them; a client offers them in order).
 ///
 /// # Errors
 /// [`NetError::Tls`] if the certificate or a config cannot be built (should not happen
 /// for a valid Ed25519 key).
-pub(crate) fn configs(identity: &Identity, alpn: &[u8]) -> Result<TlsConfigs, NetError> {
+pub(crate) fn configs(identity: &Identity, alpns: &[&[u8]]) -> Result<TlsConfigs, NetError> {
     let pkcs8 = identity.to_pkcs8_der();
     let cert = self_signed_certificate(&pkcs8).map_err(|e| tls_error("certificate", &e))?;
     let provider = Arc::new(provider());
@@ -53,7 +54,7 @@ pub(crate) fn configs(identity: &Identity, alpn: &[u8]) -> Result<TlsConfigs, Ne
         &provider,
     )
     .map_err(|e| tls_error("hostkey", &e))?;
-    configs_for(Arc::new(key), provider, alpn)
+    configs_for(Arc::new(key), provider, alpns)
 }
 
 /// ring's TLS 1.3 suites with AES-128-GCM/SHA-256 first, so that two voidmesh nodes
@@ -77,7 +78,7 @@ fn tls_error(what: &str, e: &dyn std::fmt::Display) -> NetError {
 fn configs_for(
     key: Arc<CertifiedKey>,
     provider: Arc<CryptoProvider>,
-    alpn: &[u8],
+    alpns: &[&[u8]],
 ) -> Result<TlsConfigs, NetError> {
     let verifier = Arc::new(PeerVerifier {
         algorithms: provider.signature_verification_algorithms,
@@ -89,7 +90,7 @@ fn configs_for(
         .map_err(|e| tls_error("server config", &e))?
         .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(resolver.clone());
-    server.alpn_protocols = vec![alpn.to_vec()];
+    server.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     // No resumption: every connection proves the client's key afresh, and no tickets
     // are sent that nobody would use.
     server.send_tls13_tickets = 0;
@@ -102,7 +103,7 @@ fn configs_for(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(resolver);
-    client.alpn_protocols = vec![alpn.to_vec()];
+    client.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     client.resumption = rustls::client::Resumption::disabled();
     client.enable_early_data = false;
 
@@ -350,7 +351,7 @@ mod tests {
 
     /// A bare quinn endpoint using `key` for both roles.
     fn raw_endpoint(key: Arc<CertifiedKey>) -> quinn::Endpoint {
-        let tls = configs_for(key, provider(), ALPN).unwrap();
+        let tls = configs_for(key, provider(), &[ALPN]).unwrap();
         let server = quinn::ServerConfig::with_crypto(Arc::new(
             QuicServerConfig::try_from(tls.server).unwrap(),
         ));

@@ -7,9 +7,14 @@
 //!   [`Overlay::quic_socket`], so QUIC connections use the same port;
 //! - probes ([`probe`]) are answered with this node's public key;
 //! - everything else is opened by the codec: requests go to the application on the
-//!   channel [`Overlay::bind`] returns (each with a [`Replier`]), replies complete the
+//!   channel [`Overlay::bind`] (or [`Overlay::subscribe`]) returns, each with a
+//!   [`Replier`]; replies complete the
 //!   [`Overlay::request`] waiting for them, retries (the peer wants an address token
 //!   first) send the request again once.
+//!
+//! Several services may share the socket (the DHT and gossip when their addresses are the
+//! same): each [`Overlay::subscribe`]s to the requests whose payload it accepts (its
+//! message types), and the socket closes when the last of them closes.
 //!
 //! Per peer this node keeps only what the codec keeps (keys, a replay window and a token:
 //! a few hundred bytes, evictable); per outstanding request, a waiter. No connection.
@@ -226,8 +231,21 @@ struct State {
     probes: HashMap<u64, (SocketAddr, oneshot::Sender<PublicKey>)>,
 }
 
+/// One service's share of the peers' requests.
+struct Route {
+    /// Tells this service's requests by their payload.
+    accepts: fn(&[u8]) -> bool,
+    requests: mpsc::Sender<DatagramRequest>,
+    /// Which [`Overlay::subscribe`] made it.
+    service: u64,
+}
+
 struct Shared {
     socket: Arc<UdpSocket>,
+    /// The services on the socket, asked in subscription order.
+    routes: Mutex<Vec<Route>>,
+    /// The last service number handed out.
+    services: AtomicU64,
     /// The same socket, for sends that do not wait: a non-blocking `send_to` fails only
     /// when the kernel's buffer is full (tokio's `try_send_to` also fails until the
     /// reactor has seen the socket writable once).
@@ -251,6 +269,11 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    fn routes(&self) -> MutexGuard<'_, Vec<Route>> {
+        // Every update is a single push or retain.
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Every update of the state is a single map operation or a codec call that
         // leaves the codec consistent; a panic elsewhere does not break it.
@@ -271,11 +294,14 @@ fn now_us() -> u64 {
 pub struct Overlay {
     shared: Arc<Shared>,
     quic: Arc<Mutex<Option<QuicSide>>>,
+    /// The service this handle belongs to ([`Overlay::subscribe`]); `None` for the
+    /// socket's own handle ([`Overlay::open`]).
+    service: Option<u64>,
 }
 
 impl Overlay {
     /// Binds the UDP socket at `addr` and starts the receive loop. Returns the overlay and
-    /// the channel of peers' requests. Must be called inside a tokio runtime.
+    /// the channel of every peer request. Must be called inside a tokio runtime.
     ///
     /// # Errors
     /// When the socket cannot be bound.
@@ -284,6 +310,19 @@ impl Overlay {
         addr: SocketAddr,
         config: OverlayConfig,
     ) -> std::io::Result<(Overlay, mpsc::Receiver<DatagramRequest>)> {
+        Ok(Overlay::open(identity, addr, config)?.subscribe(|_| true))
+    }
+
+    /// Binds the UDP socket at `addr` for services to [`subscribe`](Self::subscribe) to.
+    /// Peer requests are dropped until one does. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// When the socket cannot be bound.
+    pub fn open(
+        identity: &Identity,
+        addr: SocketAddr,
+        config: OverlayConfig,
+    ) -> std::io::Result<Overlay> {
         let std_socket = std::net::UdpSocket::bind(addr)?;
         // Bursts (a lookup's answers, a join) must not overflow the kernel's queue.
         crate::endpoint::enlarge_receive_buffer(&std_socket);
@@ -299,10 +338,11 @@ impl Overlay {
             ..datagram::Config::default()
         };
         let codec = Codec::new(identity.signing_key(), seed, codec_config);
-        let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
         let (quic, quic_tx) = QuicSide::new(socket.clone());
         let shared = Arc::new(Shared {
             socket,
+            routes: Mutex::new(Vec::new()),
+            services: AtomicU64::new(0),
             sender,
             local_addr,
             public_key: identity.public_key(),
@@ -317,15 +357,35 @@ impl Overlay {
             closed: Notify::new(),
             srtt_us: AtomicU64::new(0),
         });
-        tokio::spawn(receive_loop(shared.clone(), tx, quic_tx));
+        tokio::spawn(receive_loop(shared.clone(), quic_tx));
         debug!(%local_addr, "overlay socket bound");
-        Ok((
-            Overlay {
-                shared,
-                quic: Arc::new(Mutex::new(Some(quic))),
-            },
-            rx,
-        ))
+        Ok(Overlay {
+            shared,
+            quic: Arc::new(Mutex::new(Some(quic))),
+            service: None,
+        })
+    }
+
+    /// Starts a service on this socket: the peer requests whose payload `accepts` (and
+    /// no earlier service took) come on the returned channel, and the returned handle's
+    /// [`close`](Self::close) ends only this service. The socket closes with the last.
+    pub fn subscribe(
+        &self,
+        accepts: fn(&[u8]) -> bool,
+    ) -> (Overlay, mpsc::Receiver<DatagramRequest>) {
+        let (tx, rx) = mpsc::channel(self.shared.config.inbound_queue.max(1));
+        let service = self.shared.services.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared.routes().push(Route {
+            accepts,
+            requests: tx,
+            service,
+        });
+        let handle = Overlay {
+            shared: self.shared.clone(),
+            quic: self.quic.clone(),
+            service: Some(service),
+        };
+        (handle, rx)
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -552,18 +612,26 @@ impl Overlay {
         self.shared.state().codec.peer_count()
     }
 
-    /// Stops the receive loop; waiting requests fail with [`OverlayError::Closed`].
+    /// Ends this handle's service; with the last service (or on the socket's own
+    /// handle) stops the receive loop, and waiting requests fail with
+    /// [`OverlayError::Closed`].
     pub fn close(&self) {
-        self.shared.closed.notify_one();
+        let last = match self.service {
+            Some(service) => {
+                let mut routes = self.shared.routes();
+                routes.retain(|r| r.service != service);
+                routes.is_empty()
+            }
+            None => true,
+        };
+        if last {
+            self.shared.closed.notify_one();
+        }
     }
 }
 
 /// Reads the socket until the overlay closes (see the module doc).
-async fn receive_loop(
-    shared: Arc<Shared>,
-    inbound: mpsc::Sender<DatagramRequest>,
-    quic: mpsc::Sender<Packet>,
-) {
+async fn receive_loop(shared: Arc<Shared>, quic: mpsc::Sender<Packet>) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -610,7 +678,7 @@ async fn receive_loop(
                 }
             }
             Some(&probe::KIND_PROBE_REPLY) => on_probe_reply(&shared, from, datagram),
-            Some(_) => on_datagram(&shared, &inbound, from, datagram),
+            Some(_) => on_datagram(&shared, from, datagram),
         }
     }
     // Fail every waiter at once.
@@ -634,12 +702,7 @@ fn on_probe_reply(shared: &Shared, from: SocketAddr, datagram: &[u8]) {
 }
 
 /// Opens one overlay datagram and hands it on.
-fn on_datagram(
-    shared: &Arc<Shared>,
-    inbound: &mpsc::Sender<DatagramRequest>,
-    from: SocketAddr,
-    datagram: &[u8],
-) {
+fn on_datagram(shared: &Arc<Shared>, from: SocketAddr, datagram: &[u8]) {
     let now = now_us();
     let mut state = shared.state();
     let opened = match state.codec.open(now, from, datagram) {
@@ -665,12 +728,14 @@ fn on_datagram(
                     reply_to,
                 },
             };
-            if inbound.try_send(request).is_err() {
+            let routes = shared.routes();
+            let route = routes.iter().find(|r| (r.accepts)(&request.payload));
+            if route.is_none_or(|r| r.requests.try_send(request).is_err()) {
                 shared
                     .counters
                     .inbound_dropped
                     .fetch_add(1, Ordering::Relaxed);
-                trace!(%from, "inbound queue full: request dropped");
+                trace!(%from, "inbound queue full (or no service for it): request dropped");
             }
         }
         Kind::Reply => {

@@ -245,3 +245,102 @@ async fn requests_sent_without_waiting_are_answered_on_the_channel_by_ticket() {
         (8, b"eight, at once".to_vec())
     );
 }
+
+#[tokio::test]
+async fn two_services_on_one_socket_get_their_own_requests_and_close_apart() {
+    let (client, _client_in) = bind(config());
+    let server = Overlay::open(&Identity::generate(), loopback(), config()).unwrap();
+    let (upper, upper_in) = server.subscribe(|p| p.first().is_some_and(u8::is_ascii_uppercase));
+    let (lower, lower_in) = server.subscribe(|p| p.first().is_some_and(u8::is_ascii_lowercase));
+    echo(upper_in, 1);
+    echo(lower_in, 2);
+    assert_eq!(ask(&client, &server, b"UP").await.unwrap(), b"UP");
+    assert_eq!(ask(&client, &server, b"lo").await.unwrap(), b"lolo");
+    // Taken by no service: dropped, the requester times out.
+    assert_eq!(
+        ask(&client, &server, b"7").await,
+        Err(OverlayError::Timeout)
+    );
+
+    // One service closing leaves the socket to the other.
+    upper.close();
+    assert_eq!(
+        ask(&client, &server, b"UP").await,
+        Err(OverlayError::Timeout)
+    );
+    assert_eq!(ask(&client, &server, b"lo").await.unwrap(), b"lolo");
+    // The last one closes the socket: its own requests fail at once.
+    lower.close();
+    let after = lower
+        .request(
+            &client.public_key(),
+            client.local_addr(),
+            Bytes::from_static(b"x"),
+            0,
+        )
+        .await;
+    assert!(after.is_err(), "closed socket still sent: {after:?}");
+}
+
+/// A peer stream frame: `size u32 | type u16 | body`.
+fn stream_frame(body: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(6 + body.len());
+    frame.extend_from_slice(&(6 + body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&1u16.to_be_bytes());
+    frame.extend_from_slice(body);
+    Bytes::from(frame)
+}
+
+#[tokio::test]
+async fn two_quic_protocols_share_the_overlay_socket() {
+    use crate::{Endpoint, EndpointConfig, StreamSocket};
+    let stream_config = |alpn: &[u8]| EndpointConfig {
+        alpn: alpn.to_vec(),
+        request_timeout: Duration::from_secs(2),
+        max_message_size: 4096,
+        idle_timeout: Duration::from_secs(30),
+    };
+    let id = Identity::generate();
+    let server = Overlay::open(&id, loopback(), config()).unwrap();
+    let streams = StreamSocket::bind_on(&id, server.quic_socket().unwrap()).unwrap();
+    let (one, one_in) = streams.add(stream_config(b"one")).unwrap();
+    let (two, two_in) = streams.add(stream_config(b"two")).unwrap();
+    assert!(
+        streams.add(stream_config(b"two")).is_err(),
+        "an ALPN is served once per socket"
+    );
+    assert_eq!(one.local_addr(), server.local_addr());
+    for (mut inbound, answer) in [(one_in, b"from one"), (two_in, b"from two")] {
+        tokio::spawn(async move {
+            while let Some(message) = inbound.recv().await {
+                if let Some(reply) = message.reply {
+                    reply.send(stream_frame(answer));
+                }
+            }
+        });
+    }
+    let to = server.local_addr();
+    let ask_quic = |alpn: &'static [u8]| async move {
+        let (client, _) =
+            Endpoint::bind(&Identity::generate(), loopback(), stream_config(alpn)).unwrap();
+        client.request(to, None, stream_frame(b"hi")).await
+    };
+    let via_one = ask_quic(b"one").await.unwrap();
+    assert!(via_one.message.ends_with(b"from one"));
+    let via_two = ask_quic(b"two").await.unwrap();
+    assert!(via_two.message.ends_with(b"from two"));
+    // The overlay's own datagrams still work beside QUIC.
+    let (client, _client_in) = bind(config());
+    let (_service, service_in) = server.subscribe(|_| true);
+    echo(service_in, 1);
+    assert_eq!(ask(&client, &server, b"dg").await.unwrap(), b"dg");
+    // One protocol closing leaves the other served.
+    one.close();
+    assert!(ask_quic(b"one").await.is_err());
+    assert!(ask_quic(b"two")
+        .await
+        .unwrap()
+        .message
+        .ends_with(b"from two"));
+    drop(two);
+}
