@@ -10,9 +10,11 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 use tracing::info;
-use voidmesh_net::{Endpoint, EndpointConfig, Identity};
+use voidmesh_net::overlay::OverlayConfig;
+use voidmesh_net::{EndpointConfig, Identity};
 use voidmesh_node::config::Config;
 use voidmesh_node::service::{DhtService, GossipService};
+use voidmesh_node::socket::P2pSockets;
 
 /// Chat connections carrying no session close after this long; a session's connection
 /// never idles, its peer being probed (see [`crate::liveness`]).
@@ -66,14 +68,17 @@ impl ChatPeer {
         let history = History::open(&config.data_dir)?;
         let me = Handle::new(name, &user.public_key());
 
-        let dht = DhtService::start(identity, dht_config, Some(&config.data_dir))
+        // Sections that name the same p2p_address share its socket.
+        let sockets = P2pSockets::new();
+        let dht = DhtService::start_with(identity, dht_config, Some(&config.data_dir), &sockets)
             .await
             .map_err(|e| start_error(&e))?;
         // With the data directory, rooms find the network again through the gossip
         // neighbours of the last session when every configured bootstrapper is gone.
-        let gossip = GossipService::start(identity, gossip_config, Some(&config.data_dir))
-            .await
-            .map_err(|e| start_error(&e))?;
+        let gossip =
+            GossipService::start_with(identity, gossip_config, Some(&config.data_dir), &sockets)
+                .await
+                .map_err(|e| start_error(&e))?;
         let chat_config = ChatConfig {
             republish: chat_section.presence_republish,
             presence_ttl: chat_section.presence_ttl,
@@ -89,10 +94,19 @@ impl ChatPeer {
             max_message_size: chat_config.max_message_bytes + 1024,
             idle_timeout: CHAT_IDLE_TIMEOUT,
         };
-        let (endpoint, inbound) =
-            Endpoint::bind(identity, chat_section.p2p_address, endpoint_config).map_err(|e| {
+        let (endpoint, inbound) = sockets
+            .bind(
+                "chat",
+                identity,
+                chat_section.p2p_address,
+                OverlayConfig::default(),
+            )
+            .map_err(|e| start_error(&e))?
+            .streams(endpoint_config)
+            .map_err(|e| {
                 ChatError::Start(format!("chat address {}: {e}", chat_section.p2p_address))
             })?;
+        drop(sockets);
 
         // The address others dial: the bound one, or for a wildcard the advertised IP.
         let toward = first_addr(&dht_config.bootstrappers);

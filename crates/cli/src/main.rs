@@ -199,14 +199,19 @@ fn run_modules(path: &std::path::Path, dht: bool, gossip: bool) -> Result<()> {
     let identity = voidmesh_node::identity::load_or_create(&config)?;
     let data_dir = config.data_dir.clone();
     runtime()?.block_on(async move {
+        // Modules that name the same p2p_address share its socket.
+        let sockets = voidmesh_node::socket::P2pSockets::new();
         let dht = match &dht_config {
-            Some(c) => Some(DhtService::start(&identity, c, Some(&data_dir)).await?),
+            Some(c) => Some(DhtService::start_with(&identity, c, Some(&data_dir), &sockets).await?),
             None => None,
         };
         let gossip = match &gossip_config {
-            Some(c) => Some(GossipService::start(&identity, c, Some(&data_dir)).await?),
+            Some(c) => {
+                Some(GossipService::start_with(&identity, c, Some(&data_dir), &sockets).await?)
+            }
             None => None,
         };
+        drop(sockets);
         // Machine-readable lines, so scripts and tests learn the bound ports.
         if let Some(s) = &dht {
             println!(

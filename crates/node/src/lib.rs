@@ -10,6 +10,7 @@
 //! - [`api`]: API framing, the shared TCP listener, the DHT and gossip connection handlers.
 //! - [`service`]: whole modules (node + API server + joining), as `voidmesh dht`,
 //!   `voidmesh gossip` and `voidmesh node` run them.
+//! - [`socket`]: the UDP sockets, one per address, shared by the modules that name it.
 //! - [`storage`]: records and contacts on disk (redb), group-committed.
 //! - [`testnet`]: many modules in one process.
 //! - [`client`]: a DHT API client (demo, benchmarks, tests).
@@ -26,6 +27,7 @@ pub mod gossip;
 pub mod identity;
 pub mod private;
 pub mod service;
+pub mod socket;
 pub mod storage;
 pub mod testnet;
 

@@ -108,6 +108,14 @@ pub fn check_peer_frame(buf: &[u8], max: usize) -> Result<Option<Header>, Decode
     Ok(Some(Header { size, msg_type }))
 }
 
+/// The message type of a peer frame, read from its header alone (`None` if shorter than
+/// a header). What a socket shared by several modules sorts requests by.
+pub fn peer_frame_type(frame: &[u8]) -> Option<u16> {
+    frame
+        .get(4..PEER_HEADER_LEN)
+        .map(|t| u16::from_be_bytes([t[0], t[1]]))
+}
+
 /// Checks that `frame` is exactly one whole API frame and returns its header.
 pub(crate) fn exact_api_frame(frame: &[u8]) -> Result<Header, DecodeError> {
     let header = check_api_frame(frame)?.ok_or(DecodeError::Truncated("header"))?;

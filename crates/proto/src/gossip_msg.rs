@@ -54,6 +54,13 @@ pub const PEER_OFFER: u16 = 506;
 pub const PEER_INFO: u16 = 507;
 /// PEER HELLO: take me into your view; here is my proof of work.
 pub const PEER_HELLO: u16 = 508;
+
+/// Whether a datagram request is gossip's: empty (a liveness check) or a peer message
+/// of gossip's part of the registry (500–599). How a socket shared with the DHT picks
+/// gossip's requests.
+pub fn is_gossip_request(payload: &[u8]) -> bool {
+    payload.is_empty() || matches!(crate::frame::peer_frame_type(payload), Some(500..=599))
+}
 /// PEER WELCOME: the answer to HELLO.
 pub const PEER_WELCOME: u16 = 509;
 

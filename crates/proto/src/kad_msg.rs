@@ -65,6 +65,12 @@ pub const FOUND_SIGNED: u16 = 674;
 /// An error reply to any request.
 pub const ERROR: u16 = 680;
 
+/// Whether `frame` is one of the DHT's peer messages by its type (660–699, the DHT's
+/// part of the registry): how a socket shared with gossip picks the DHT's requests.
+pub fn is_kad_frame(frame: &[u8]) -> bool {
+    matches!(crate::frame::peer_frame_type(frame), Some(660..=699))
+}
+
 /// ERROR code: the message sent as a request is not a request.
 pub const ERROR_NOT_A_REQUEST: u16 = 1;
 /// ERROR code: the sender's node id does not solve the network's id puzzle, so it is not

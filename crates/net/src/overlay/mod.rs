@@ -14,7 +14,8 @@
 //!
 //! Several services may share the socket (the DHT and gossip when their addresses are the
 //! same): each [`Overlay::subscribe`]s to the requests whose payload it accepts (its
-//! message types), and the socket closes when the last of them closes.
+//! message types). The socket closes once it has no user left: every service closed and
+//! the QUIC endpoint on it (if any) gone.
 //!
 //! Per peer this node keeps only what the codec keeps (keys, a replay window and a token:
 //! a few hundred bytes, evictable); per outstanding request, a waiter. No connection.
@@ -29,7 +30,7 @@ use quic_side::{Packet, QuicSide};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -244,8 +245,12 @@ struct Shared {
     socket: Arc<UdpSocket>,
     /// The services on the socket, asked in subscription order.
     routes: Mutex<Vec<Route>>,
-    /// The last service number handed out.
+    /// The last service number handed out (0: no service yet).
     services: AtomicU64,
+    /// Where QUIC packets go; closed once the QUIC endpoint is gone.
+    quic: mpsc::Sender<Packet>,
+    /// Whether the QUIC side was handed out ([`Overlay::quic_socket`]).
+    quic_taken: AtomicBool,
     /// The same socket, for sends that do not wait: a non-blocking `send_to` fails only
     /// when the kernel's buffer is full (tokio's `try_send_to` also fails until the
     /// reactor has seen the socket writable once).
@@ -269,6 +274,15 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Whether the socket had users and has none left: no service, and no QUIC
+    /// endpoint (or one that is gone).
+    fn unused(&self) -> bool {
+        let had_users =
+            self.services.load(Ordering::Relaxed) > 0 || self.quic_taken.load(Ordering::Relaxed);
+        let quic_gone = !self.quic_taken.load(Ordering::Relaxed) || self.quic.is_closed();
+        had_users && quic_gone && self.routes().is_empty()
+    }
+
     fn routes(&self) -> MutexGuard<'_, Vec<Route>> {
         // Every update is a single push or retain.
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
@@ -343,6 +357,8 @@ impl Overlay {
             socket,
             routes: Mutex::new(Vec::new()),
             services: AtomicU64::new(0),
+            quic: quic_tx,
+            quic_taken: AtomicBool::new(false),
             sender,
             local_addr,
             public_key: identity.public_key(),
@@ -357,7 +373,7 @@ impl Overlay {
             closed: Notify::new(),
             srtt_us: AtomicU64::new(0),
         });
-        tokio::spawn(receive_loop(shared.clone(), quic_tx));
+        tokio::spawn(receive_loop(shared.clone()));
         debug!(%local_addr, "overlay socket bound");
         Ok(Overlay {
             shared,
@@ -402,6 +418,7 @@ impl Overlay {
     /// by their first byte). Available once; `None` after.
     pub fn quic_socket(&self) -> Option<Arc<dyn quinn::AsyncUdpSocket>> {
         let side = self.quic.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        self.shared.quic_taken.store(true, Ordering::Relaxed);
         Some(Arc::new(side))
     }
 
@@ -612,26 +629,21 @@ impl Overlay {
         self.shared.state().codec.peer_count()
     }
 
-    /// Ends this handle's service; with the last service (or on the socket's own
-    /// handle) stops the receive loop, and waiting requests fail with
-    /// [`OverlayError::Closed`].
+    /// Ends this handle's service. The socket's own handle ([`Overlay::open`]), or the
+    /// last user of the socket (see the module doc), stops the receive loop, and waiting
+    /// requests fail with [`OverlayError::Closed`].
     pub fn close(&self) {
-        let last = match self.service {
-            Some(service) => {
-                let mut routes = self.shared.routes();
-                routes.retain(|r| r.service != service);
-                routes.is_empty()
-            }
-            None => true,
-        };
-        if last {
+        if let Some(service) = self.service {
+            self.shared.routes().retain(|r| r.service != service);
+        }
+        if self.service.is_none() || self.shared.unused() {
             self.shared.closed.notify_one();
         }
     }
 }
 
 /// Reads the socket until the overlay closes (see the module doc).
-async fn receive_loop(shared: Arc<Shared>, quic: mpsc::Sender<Packet>) {
+async fn receive_loop(shared: Arc<Shared>) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -654,6 +666,9 @@ async fn receive_loop(shared: Arc<Shared>, quic: mpsc::Sender<Packet>) {
                 if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     sweep_abandoned(&shared);
                 }
+                if shared.unused() {
+                    break;
+                }
                 continue;
             }
         };
@@ -667,7 +682,7 @@ async fn receive_loop(shared: Arc<Shared>, quic: mpsc::Sender<Packet>) {
                     from,
                     bytes: datagram.to_vec(),
                 };
-                if quic.try_send(packet).is_err() {
+                if shared.quic.try_send(packet).is_err() {
                     trace!(%from, "QUIC queue full (or no QUIC endpoint): packet dropped");
                 }
             }

@@ -5,6 +5,7 @@ mod driver;
 mod reads;
 mod transport;
 
+use crate::socket::{P2pSocket, P2pSockets};
 use crate::storage::{unix_ms, Loaded, Storage};
 use crate::NodeError;
 use bytes::Bytes;
@@ -17,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voidmesh_kad::Kademlia;
-use voidmesh_net::overlay::{Overlay, OverlayConfig};
-use voidmesh_net::{Endpoint, EndpointConfig, Identity};
+use voidmesh_net::overlay::OverlayConfig;
+use voidmesh_net::{EndpointConfig, Identity};
 use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::frame::MAX_PEER_MESSAGE;
 use voidmesh_proto::signed::SignedRecord;
@@ -337,6 +338,35 @@ impl DhtNode {
         kad: voidmesh_kad::Config,
         data_dir: Option<&Path>,
     ) -> Result<DhtNode, NodeError> {
+        let socket = P2pSockets::new().bind(
+            "DHT overlay",
+            identity,
+            p2p_address,
+            Self::overlay_config(&kad),
+        )?;
+        Self::start_on(identity, &socket, kad, data_dir)
+    }
+
+    /// The overlay settings the DHT asks for when it binds the socket.
+    pub fn overlay_config(kad: &voidmesh_kad::Config) -> OverlayConfig {
+        OverlayConfig {
+            request_timeout: kad.request_timeout * 2,
+            ..OverlayConfig::default()
+        }
+    }
+
+    /// Like [`start`](Self::start), on a socket that other modules may share (the DHT
+    /// takes the overlay requests of its own message types and speaks its own ALPN).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_on(
+        identity: &Identity,
+        socket: &P2pSocket,
+        kad: voidmesh_kad::Config,
+        data_dir: Option<&Path>,
+    ) -> Result<DhtNode, NodeError> {
+        let p2p_address = socket.local_addr();
         let net_config = EndpointConfig {
             alpn: DHT_ALPN.to_vec(),
             // The lookup gives up on a peer after `request_timeout` but still uses a late
@@ -362,16 +392,9 @@ impl DhtNode {
             addr: p2p_address,
             reason,
         };
-        let overlay_config = OverlayConfig {
-            request_timeout: kad.request_timeout * 2,
-            ..OverlayConfig::default()
-        };
-        let (overlay, datagrams) = Overlay::bind(identity, p2p_address, overlay_config)
-            .map_err(|e| bind_error(e.to_string()))?;
-        let quic_socket = overlay
-            .quic_socket()
-            .ok_or_else(|| bind_error("no QUIC side".into()))?;
-        let (streams, inbound) = Endpoint::bind_on(identity, quic_socket, net_config)
+        let (overlay, datagrams) = socket.overlay(voidmesh_proto::kad_msg::is_kad_frame);
+        let (streams, inbound) = socket
+            .streams(net_config)
             .map_err(|e| bind_error(e.to_string()))?;
         let p2p_addr = overlay.local_addr();
         let transport = transport::Transport {

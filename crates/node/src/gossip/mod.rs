@@ -4,6 +4,7 @@
 mod driver;
 pub mod known_peers;
 
+use crate::socket::P2pSocket;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voidmesh_gossip::{ClientId, Gossip};
-use voidmesh_net::overlay::{Overlay, OverlayConfig};
-use voidmesh_net::{Endpoint, EndpointConfig, Identity, NetError};
+use voidmesh_net::overlay::OverlayConfig;
+use voidmesh_net::{EndpointConfig, Identity, NetError};
 use voidmesh_proto::frame::MAX_PEER_MESSAGE;
 use voidmesh_proto::{Contact, NodeId};
 
@@ -245,6 +246,30 @@ impl GossipNode {
         p2p_address: SocketAddr,
         config: voidmesh_gossip::Config,
     ) -> Result<GossipNode, NetError> {
+        let socket = P2pSocket::bind(identity, p2p_address, Self::overlay_config())
+            .map_err(|e| NetError::Io(std::io::Error::other(e)))?;
+        Self::start_on(identity, &socket, config)
+    }
+
+    /// The overlay settings gossip asks for when it binds the socket.
+    pub fn overlay_config() -> OverlayConfig {
+        OverlayConfig {
+            request_timeout: Duration::from_secs(2),
+            ..OverlayConfig::default()
+        }
+    }
+
+    /// Like [`start`](Self::start), on a socket that other modules may share (gossip
+    /// takes the empty requests and those of its own message types, and speaks its own
+    /// ALPN).
+    ///
+    /// # Errors
+    /// When gossip's QUIC protocol cannot be added to the socket.
+    pub fn start_on(
+        identity: &Identity,
+        socket: &P2pSocket,
+        config: voidmesh_gossip::Config,
+    ) -> Result<GossipNode, NetError> {
         let net_config = EndpointConfig {
             alpn: GOSSIP_ALPN.to_vec(),
             // Bounds a send (dial included); a neighbour slower than this counts as gone.
@@ -252,15 +277,8 @@ impl GossipNode {
             max_message_size: MAX_PEER_MESSAGE,
             idle_timeout: Duration::from_secs(120),
         };
-        let overlay_config = OverlayConfig {
-            request_timeout: Duration::from_secs(2),
-            ..OverlayConfig::default()
-        };
-        let (overlay, datagrams) = Overlay::bind(identity, p2p_address, overlay_config)?;
-        let quic_socket = overlay
-            .quic_socket()
-            .ok_or_else(|| NetError::Config("the overlay's QUIC side is taken".into()))?;
-        let (endpoint, inbound) = Endpoint::bind_on(identity, quic_socket, net_config)?;
+        let (overlay, datagrams) = socket.overlay(voidmesh_proto::gossip_msg::is_gossip_request);
+        let (endpoint, inbound) = socket.streams(net_config)?;
         let p2p_addr = overlay.local_addr();
         let node_id = identity.node_id();
         let local = Contact::new(identity.public_key(), p2p_addr);

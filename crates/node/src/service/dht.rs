@@ -5,6 +5,7 @@ use super::{bind_api, resolve_all};
 use crate::api;
 use crate::config::DhtConfig;
 use crate::dht::{DhtHandle, DhtNode};
+use crate::socket::P2pSockets;
 use crate::NodeError;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,8 +38,28 @@ impl DhtService {
         config: &DhtConfig,
         data_dir: Option<&Path>,
     ) -> Result<DhtService, NodeError> {
+        Self::start_with(identity, config, data_dir, &P2pSockets::new()).await
+    }
+
+    /// Like [`start`](Self::start), with the peer socket from `sockets`: shared with the
+    /// other modules of the process that name the same address.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_with(
+        identity: &Identity,
+        config: &DhtConfig,
+        data_dir: Option<&Path>,
+        sockets: &P2pSockets,
+    ) -> Result<DhtService, NodeError> {
         let (listener, api_addr) = bind_api("DHT API", config.api_address)?;
-        let node = DhtNode::start(identity, config.p2p_address, config.kad.clone(), data_dir)?;
+        let socket = sockets.bind(
+            "DHT overlay",
+            identity,
+            config.p2p_address,
+            DhtNode::overlay_config(&config.kad),
+        )?;
+        let node = DhtNode::start_on(identity, &socket, config.kad.clone(), data_dir)?;
         // Remembered contacts make the node independent of any one bootstrapper.
         let mut peers = config.bootstrappers.clone();
         peers.extend(

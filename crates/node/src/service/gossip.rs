@@ -6,6 +6,7 @@ use super::{bind_api, resolve_all};
 use crate::api;
 use crate::config::GossipConfig;
 use crate::gossip::{known_peers, GossipHandle, GossipNode};
+use crate::socket::P2pSockets;
 use crate::NodeError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,14 +40,34 @@ impl GossipService {
         config: &GossipConfig,
         data_dir: Option<&Path>,
     ) -> Result<GossipService, NodeError> {
+        Self::start_with(identity, config, data_dir, &P2pSockets::new()).await
+    }
+
+    /// Like [`start`](Self::start), with the peer socket from `sockets`: shared with the
+    /// other modules of the process that name the same address.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_with(
+        identity: &Identity,
+        config: &GossipConfig,
+        data_dir: Option<&Path>,
+        sockets: &P2pSockets,
+    ) -> Result<GossipService, NodeError> {
         let (listener, api_addr) = bind_api("gossip API", config.api_address)?;
-        let node = GossipNode::start(identity, config.p2p_address, config.gossip.clone()).map_err(
-            |e| NodeError::Bind {
+        let socket = sockets.bind(
+            "gossip overlay",
+            identity,
+            config.p2p_address,
+            GossipNode::overlay_config(),
+        )?;
+        let node = GossipNode::start_on(identity, &socket, config.gossip.clone()).map_err(|e| {
+            NodeError::Bind {
                 what: "gossip overlay",
                 addr: config.p2p_address,
                 reason: e.to_string(),
-            },
-        )?;
+            }
+        })?;
         let shutdown = CancellationToken::new();
         let handle = node.handle();
         let api_task = api::server::spawn_on_api_thread(
