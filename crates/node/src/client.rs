@@ -45,7 +45,14 @@ impl DhtClient {
     /// # Errors
     /// When the connection fails.
     pub async fn connect(addr: SocketAddr) -> Result<DhtClient, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
+        DhtClient::from_stream(TcpStream::connect(addr).await?)
+    }
+
+    /// A client on a connection already open.
+    ///
+    /// # Errors
+    /// When the socket refuses `TCP_NODELAY`.
+    pub fn from_stream(stream: TcpStream) -> Result<DhtClient, ClientError> {
         stream.set_nodelay(true)?;
         Ok(DhtClient {
             framed: Framed::new(stream, ApiCodec),

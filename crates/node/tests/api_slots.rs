@@ -115,3 +115,43 @@ async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_a_new_client_takes_the_longest_idle_slot() {
+    const LIMIT: usize = 400;
+    let config = DhtConfig {
+        max_api_connections: LIMIT,
+        ..loopback_config()
+    };
+    let node = DhtService::start(&Identity::generate(), &config, None)
+        .await
+        .expect("node starts");
+    let addr = node.api_addr();
+    // The attack: connections that say nothing, up to the limit. The first of them
+    // then makes one request, so the longest idle is the second.
+    let mut idle = Vec::new();
+    for _ in 0..LIMIT {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut first = DhtClient::from_stream(idle.remove(0)).unwrap();
+    assert_eq!(first.get(Key([9; 32])).await.unwrap(), None);
+
+    let mut fresh = timeout(Duration::from_secs(1), async {
+        let mut c = DhtClient::connect(addr).await.unwrap();
+        c.get(Key([3; 32])).await.unwrap();
+        c
+    })
+    .await
+    .expect("a new client is served within 1 s at the limit");
+    assert_eq!(fresh.get(Key([3; 32])).await.unwrap(), None);
+    let given_way = closed_after(&mut idle[0], Duration::from_secs(2)).await;
+    assert!(given_way.is_some(), "the longest idle connection gave way");
+    assert!(
+        closed_after(&mut idle[1], Duration::from_millis(200))
+            .await
+            .is_none(),
+        "only one connection gave way"
+    );
+    // The one that had made a request was idle for less time: still served.
+    assert_eq!(first.get(Key([4; 32])).await.unwrap(), None);
+}

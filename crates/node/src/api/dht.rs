@@ -3,6 +3,7 @@
 //! GETs this node answers alone are answered in order, at once).
 
 use super::codec::{ApiCodec, FrameError};
+use super::server::Slot;
 use crate::dht::DhtHandle;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
@@ -14,7 +15,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
-use tokio_util::sync::CancellationToken;
 use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::DhtMessage;
 
@@ -45,7 +45,8 @@ enum Step {
     Deadline,
 }
 
-/// Serves one API client until it disconnects, breaks the protocol, or `shutdown` fires.
+/// Serves one API client until it disconnects, breaks the protocol, or its slot's stop
+/// token fires (shutdown, or a new client took the slot while this one was idle).
 ///
 /// One task reads frames, answers GETs this node answers alone straight into its write
 /// buffer (no other task involved), drives the requests that need the network (at most
@@ -58,7 +59,7 @@ pub async fn handle_connection(
     peer: SocketAddr,
     dht: DhtHandle,
     timeouts: ApiTimeouts,
-    shutdown: CancellationToken,
+    slot: Slot,
 ) {
     let (read_half, mut write_half) = stream.into_split();
     let mut frames = FramedRead::with_capacity(read_half, ApiCodec, 8 * 1024);
@@ -74,7 +75,7 @@ pub async fn handle_connection(
     let timer = tokio::time::sleep(timeouts.read);
     tokio::pin!(timer);
     // Created once: a fresh `cancelled()` per frame would register a waiter every time.
-    let cancelled = shutdown.cancelled();
+    let cancelled = slot.stop().cancelled();
     tokio::pin!(cancelled);
 
     let outcome: Result<(), String> = loop {
@@ -88,6 +89,7 @@ pub async fn handle_connection(
         // frame is short), so it also wakes every read timeout to look for one.
         let now = Instant::now();
         let idle = pending.is_empty() && out.is_empty();
+        slot.set_idle_since((idle && partial_since.is_none()).then_some(last_request));
         let deadline = match partial_since {
             Some(since) => since + timeouts.read,
             None if idle => (last_request + timeouts.idle).min(now + timeouts.read),

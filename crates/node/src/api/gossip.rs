@@ -1,6 +1,7 @@
 //! One Gossip API connection: NOTIFY / ANNOUNCE / VALIDATION in, NOTIFICATIONs out.
 
 use super::codec::{ApiCodec, FrameError};
+use super::server::Slot;
 use crate::gossip::{GossipHandle, Notification};
 use bytes::BytesMut;
 use futures::StreamExt;
@@ -10,17 +11,19 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
-use tokio_util::sync::CancellationToken;
 use voidmesh_proto::GossipApiMessage;
 
-/// Serves one API client until it disconnects, breaks the protocol, or `shutdown` fires.
-/// Its registrations end with the connection (and nothing else does).
+/// Serves one API client until it disconnects, breaks the protocol, or its slot's stop
+/// token fires. Its registrations end with the connection (and nothing else does). A
+/// connection counts as idle (may give its slot to a new client) until its first frame;
+/// after that it may be a subscriber waiting for items, and keeps its slot.
 pub async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     gossip: GossipHandle,
-    shutdown: CancellationToken,
+    slot: Slot,
 ) {
+    let shutdown = slot.stop().clone();
     let Ok(mut client) = gossip.connect().await else {
         return;
     };
@@ -50,6 +53,7 @@ pub async fn handle_connection(
             Some(Err(FrameError::Protocol(e))) => break Err(e.to_string()),
             Some(Ok(frame)) => frame,
         };
+        slot.set_idle_since(None);
         let sent = match GossipApiMessage::decode(&frame) {
             Ok(GossipApiMessage::Notify { data_type }) => client.notify(data_type).await,
             Ok(GossipApiMessage::Announce {

@@ -1,5 +1,8 @@
 //! The TCP listener shared by the API servers: a connection limit, accept backoff, one
 //! task per connection, and shutdown on a cancellation token (mini-redis `server.rs`).
+//! At the limit, a new client takes the slot of the connection idle the longest (each
+//! connection says when it is idle through its [`Slot`]), so idle connections cannot
+//! lock clients out.
 //!
 //! Every API server of a process runs on one thread of its own ([`spawn_on_api_thread`]):
 //! a current-thread runtime polls connections in the order the kernel reports them
@@ -12,12 +15,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,6 +55,83 @@ fn api_thread() -> &'static Handle {
     })
 }
 
+/// A connection's place among those served: whether it is idle, and the token that ends
+/// it (at shutdown, or when a new client takes its slot).
+#[derive(Debug)]
+pub struct Slot {
+    state: Arc<SlotState>,
+    epoch: Instant,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    /// Since when the connection has been idle, in ms after the server's epoch;
+    /// `u64::MAX` while it is busy.
+    idle_since_ms: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl Slot {
+    /// Fires when the connection should close: shutdown, or its slot was given away.
+    pub fn stop(&self) -> &CancellationToken {
+        &self.state.stop
+    }
+
+    /// Marks the connection idle since `since` (no request in flight, nothing to write,
+    /// nothing expected from it), or busy with `None`. Only idle connections give way.
+    pub fn set_idle_since(&self, since: Option<Instant>) {
+        let ms = match since {
+            Some(t) => u64::try_from(t.saturating_duration_since(self.epoch).as_millis())
+                .unwrap_or(u64::MAX - 1),
+            None => u64::MAX,
+        };
+        self.state.idle_since_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// The slots of the connections being served.
+struct Slots {
+    epoch: Instant,
+    live: Vec<Weak<SlotState>>,
+}
+
+impl Slots {
+    /// A slot for a connection accepted now (idle until it says otherwise).
+    fn open(&mut self, stop: CancellationToken) -> Slot {
+        let state = Arc::new(SlotState {
+            idle_since_ms: AtomicU64::new(0),
+            stop,
+        });
+        let slot = Slot {
+            state,
+            epoch: self.epoch,
+        };
+        slot.set_idle_since(Some(Instant::now()));
+        self.live.retain(|s| s.strong_count() > 0);
+        self.live.push(Arc::downgrade(&slot.state));
+        slot
+    }
+
+    /// Ends the connection idle the longest; whether there was one.
+    fn evict_oldest_idle(&mut self) -> bool {
+        self.live.retain(|s| s.strong_count() > 0);
+        let oldest = self
+            .live
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|s| !s.stop.is_cancelled())
+            .filter(|s| s.idle_since_ms.load(Ordering::Relaxed) != u64::MAX)
+            .min_by_key(|s| s.idle_since_ms.load(Ordering::Relaxed));
+        match oldest {
+            Some(state) => {
+                state.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Runs [`serve`] for `listener` (bound, non-blocking) on the process' API thread.
 pub fn spawn_on_api_thread<H, F>(
     listener: std::net::TcpListener,
@@ -58,7 +140,7 @@ pub fn spawn_on_api_thread<H, F>(
     handler: H,
 ) -> JoinHandle<()>
 where
-    H: Fn(TcpStream, SocketAddr, CancellationToken) -> F + Send + 'static,
+    H: Fn(TcpStream, SocketAddr, Slot) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     api_thread().spawn(async move {
@@ -70,28 +152,27 @@ where
 }
 
 /// Accepts connections on `listener` until `shutdown` fires, serving each with `handler`
-/// in its own task; at most `max_connections` are served at once (the others wait in the
-/// kernel's backlog). Returns after every connection task has finished.
+/// in its own task; at most `max_connections` are served at once. At the limit a new
+/// client ends the connection idle the longest and takes its slot; while every
+/// connection is busy, new clients wait in the kernel's backlog. Returns after every
+/// connection task has finished.
 pub async fn serve<H, F>(
     listener: TcpListener,
     max_connections: usize,
     shutdown: CancellationToken,
     handler: H,
 ) where
-    H: Fn(TcpStream, SocketAddr, CancellationToken) -> F,
+    H: Fn(TcpStream, SocketAddr, Slot) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let limit = Arc::new(Semaphore::new(max_connections.max(1)));
     let tasks = TaskTracker::new();
+    let mut slots = Slots {
+        epoch: Instant::now(),
+        live: Vec::new(),
+    };
     let mut backoff = Duration::from_millis(10);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -99,8 +180,23 @@ pub async fn serve<H, F>(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        if slots.evict_oldest_idle() {
+                            tracing::debug!(%peer, "connection limit: the longest idle connection gives way");
+                        }
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            permit = limit.clone().acquire_owned() => match permit {
+                                Ok(p) => p,
+                                Err(_) => break,
+                            },
+                        }
+                    }
+                };
                 let _ = stream.set_nodelay(true);
-                let conn = handler(stream, peer, shutdown.child_token());
+                let conn = handler(stream, peer, slots.open(shutdown.child_token()));
                 tasks.spawn(async move {
                     conn.await;
                     drop(permit);
