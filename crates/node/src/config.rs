@@ -113,6 +113,9 @@ pub struct GossipConfig {
     pub gossip: voidmesh_gossip::Config,
     /// `max_api_connections`: API clients served at once.
     pub max_api_connections: usize,
+    /// `api_read_timeout`: a frame whose first bytes arrived must be complete within
+    /// this.
+    pub api_read_timeout: Duration,
 }
 
 /// Settings of the chat (`[chat]`), read by `voidmesh chat`.
@@ -173,6 +176,7 @@ const GOSSIP_KEYS: &[&str] = &[
     "max_ttl",
     "validation_timeout",
     "max_api_connections",
+    "api_read_timeout",
 ];
 const CHAT_KEYS: &[&str] = &[
     "p2p_address",
@@ -531,6 +535,7 @@ impl Doc<'_> {
             known_peers: self.list(s, "known_peers")?,
             gossip,
             max_api_connections: self.number(s, "max_api_connections", 4096, 1..=1_000_000)?,
+            api_read_timeout: self.duration(s, "api_read_timeout", ApiTimeouts::default().read)?,
         })
     }
 }

@@ -32,6 +32,7 @@ fn settings(bootstrap: Option<SocketAddr>, seed: u64) -> GossipConfig {
             ..voidmesh_gossip::Config::default()
         },
         max_api_connections: 64,
+        api_read_timeout: Duration::from_secs(10),
     }
 }
 
@@ -340,4 +341,106 @@ async fn a_peer_without_valid_proof_of_work_is_refused() {
     for p in peers {
         p.shutdown().await;
     }
+}
+
+/// Reads `stream` until the server closes it; the bytes read, or `None` if it stayed
+/// open for `limit`.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let end = tokio::time::Instant::now() + limit;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match tokio::time::timeout_at(end, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(total),
+            Ok(Ok(n)) => total += n,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_does_not_read_is_dropped_and_the_others_keep_getting_items() {
+    use tokio::io::AsyncWriteExt;
+    let peers = start_peers(1, |_, _| {}).await;
+    let node = &peers[0];
+    // The attack: subscribe, then never read.
+    let mut stalled = tokio::net::TcpStream::connect(node.api_addr())
+        .await
+        .unwrap();
+    let notify = voidmesh_proto::GossipApiMessage::Notify { data_type: 7 }
+        .encode()
+        .unwrap();
+    stalled.write_all(&notify).await.unwrap();
+    let mut honest = subscriber(node, 7).await;
+    let mut announcer = GossipApiClient::connect(node.api_addr()).await.unwrap();
+    // Registered once a first item reaches the honest one (the stalled client's NOTIFY
+    // was read before the honest client's: the API reads connections in arrival order).
+    announcer
+        .announce(1, 7, Bytes::from_static(b"warm-up"))
+        .await
+        .unwrap();
+    let first = next_item(&mut honest, Duration::from_secs(5)).await;
+    assert_eq!(
+        first.expect("warm-up item").data,
+        Bytes::from_static(b"warm-up")
+    );
+
+    // 400 items of 60 KB: 24 MB, more than the kernel buffers of a loopback connection
+    // hold, so the node's own queue for the stalled client fills.
+    let item = Bytes::from(vec![0x5a; 60_000]);
+    let mut received = 0;
+    for _ in 0..400 {
+        announcer.announce(1, 7, item.clone()).await.unwrap();
+        // The honest subscriber reads along.
+        while let Some(got) = next_item(&mut honest, Duration::from_millis(1)).await {
+            assert_eq!(got.data.len(), item.len());
+            received += 1;
+        }
+    }
+    while let Some(got) = next_item(&mut honest, Duration::from_secs(2)).await {
+        assert_eq!(got.data.len(), item.len());
+        received += 1;
+    }
+    assert_eq!(received, 400, "the honest subscriber got every item");
+    // The stalled client was dropped: after what the kernel buffered, its connection
+    // ends (before the bound, it stayed open with up to 128 MB queued for it).
+    let buffered = read_until_closed(&mut stalled, Duration::from_secs(10)).await;
+    let buffered = buffered.expect("the non-reading subscriber was disconnected");
+    assert!(
+        buffered < 24_000_000,
+        "it got only part of the items: {buffered}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gossip_client_sending_a_byte_at_a_time_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let peers = start_peers(1, |_, c| c.api_read_timeout = Duration::from_millis(800)).await;
+    let frame = voidmesh_proto::GossipApiMessage::Notify { data_type: 7 }
+        .encode()
+        .unwrap();
+    let mut slow = tokio::net::TcpStream::connect(peers[0].api_addr())
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // 8 bytes at one per 300 ms would take 2.4 s; the frame gets 0.8 s.
+    let mut cut = false;
+    for byte in frame.iter() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let closed = cut
+        || read_until_closed(&mut slow, Duration::from_secs(3))
+            .await
+            .is_some();
+    assert!(closed, "the slow client was not cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off late: {:?}",
+        started.elapsed()
+    );
 }

@@ -30,6 +30,7 @@ fn gossip_config(p2p_address: SocketAddr, bootstrap: Option<SocketAddr>) -> Goss
             ..voidmesh_gossip::Config::default()
         },
         max_api_connections: 16,
+        api_read_timeout: Duration::from_secs(10),
     }
 }
 

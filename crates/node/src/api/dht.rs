@@ -19,14 +19,29 @@ use voidmesh_proto::dht_api::PutSignedStatus;
 use voidmesh_proto::DhtMessage;
 
 use crate::config::ApiTimeouts;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-/// GETs one connection may have in flight; more wait until one completes.
-const MAX_GETS_IN_FLIGHT: usize = 1024;
+/// Requests needing the network one connection may have in flight; more wait until one
+/// completes.
+pub const MAX_GETS_IN_FLIGHT: usize = 256;
+
+/// Requests needing the network all API connections of a DHT module together may have in
+/// flight (each holds one permit of the module's [`GetPermits`]); beyond, connections
+/// wait before reading more.
+pub const MAX_GETS_IN_FLIGHT_TOTAL: usize = 8192;
+
+/// The permits of [`MAX_GETS_IN_FLIGHT_TOTAL`], shared by a module's connections.
+pub type GetPermits = std::sync::Arc<tokio::sync::Semaphore>;
+
+/// A fresh set of permits for one DHT module.
+pub fn get_permits() -> GetPermits {
+    std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_GETS_IN_FLIGHT_TOTAL))
+}
 
 /// Reply bytes a connection queues for a client that does not read them before it stops
 /// reading that client's requests.
-const MAX_QUEUED_REPLY_BYTES: usize = 1 << 20;
+const MAX_QUEUED_REPLY_BYTES: usize = 256 << 10;
 
 /// An answer being worked out: a GET, GET SIGNED or PUT SIGNED waiting for the DHT.
 type Pending = Pin<Box<dyn Future<Output = DhtMessage> + Send>>;
@@ -43,6 +58,8 @@ enum Step {
     Shutdown,
     /// The client let its deadline pass (see [`ApiTimeouts`]).
     Deadline,
+    /// A permit for one more request that needs the network (`None`: closed).
+    Permit(Option<OwnedSemaphorePermit>),
 }
 
 /// Serves one API client until it disconnects, breaks the protocol, or its slot's stop
@@ -59,12 +76,15 @@ pub async fn handle_connection(
     peer: SocketAddr,
     dht: DhtHandle,
     timeouts: ApiTimeouts,
+    permits: GetPermits,
     slot: Slot,
 ) {
     let (read_half, mut write_half) = stream.into_split();
     let mut frames = FramedRead::with_capacity(read_half, ApiCodec, 8 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    // The permit the next request that needs the network takes.
+    let mut spare: Option<OwnedSemaphorePermit> = permits.clone().try_acquire_owned().ok();
     let mut client_done = false;
     // When the client last completed a request, and since when a frame of its is only
     // partly here.
@@ -80,6 +100,7 @@ pub async fn handle_connection(
 
     let outcome: Result<(), String> = loop {
         let can_read = !client_done
+            && spare.is_some()
             && pending.len() < MAX_GETS_IN_FLIGHT
             && out.len() < MAX_QUEUED_REPLY_BYTES;
         if client_done && pending.is_empty() && out.is_empty() {
@@ -105,6 +126,7 @@ pub async fn handle_connection(
             frame = frames.next(), if can_read => Step::Frame(frame),
             Some(reply) = pending.next(), if !pending.is_empty() => Step::Reply(reply),
             written = write_half.write(&out), if !out.is_empty() => Step::Wrote(written),
+            permit = permits.clone().acquire_owned(), if spare.is_none() => Step::Permit(permit.ok()),
             _ = &mut timer => Step::Deadline,
         };
         // A frame started but not finished keeps its first byte's time.
@@ -138,13 +160,15 @@ pub async fn handle_connection(
             }
             Step::Frame(Some(Ok(frame))) => {
                 last_request = Instant::now();
-                match on_frame(&frame, &dht, &mut pending, &mut out).await {
+                match on_frame(&frame, &dht, &mut spare, &mut pending, &mut out).await {
                     Ok(true) => {}
                     Ok(false) => break Ok(()),
                     Err(reason) => break Err(reason),
                 }
             }
             Step::Reply(reply) => encode_reply(&reply, &mut out),
+            Step::Permit(Some(permit)) => spare = Some(permit),
+            Step::Permit(None) => break Ok(()),
             Step::Wrote(Ok(n)) if n > 0 => out.advance(n),
             Step::Wrote(_) => break Ok(()),
         }
@@ -163,9 +187,12 @@ pub async fn handle_connection(
 async fn on_frame(
     frame: &Bytes,
     dht: &DhtHandle,
+    spare: &mut Option<OwnedSemaphorePermit>,
     pending: &mut FuturesUnordered<Pending>,
     out: &mut BytesMut,
 ) -> Result<bool, String> {
+    // Taken by a request that goes to the network, held until it is answered.
+    let mut permit = || spare.take();
     match DhtMessage::decode(frame) {
         Ok(DhtMessage::Put {
             ttl,
@@ -181,7 +208,9 @@ async fn on_frame(
                 Some(value) => encode_reply(&DhtMessage::Success { key, value }, out),
                 None => {
                     let dht = dht.clone();
+                    let permit = permit();
                     pending.push(Box::pin(async move {
+                        let _permit = permit;
                         match dht.get(key).await {
                             Ok(Some(value)) => DhtMessage::Success { key, value },
                             Ok(None) | Err(_) => DhtMessage::Failure { key },
@@ -193,7 +222,9 @@ async fn on_frame(
         }
         Ok(DhtMessage::GetSigned { key }) => {
             let dht = dht.clone();
+            let permit = permit();
             pending.push(Box::pin(async move {
+                let _permit = permit;
                 match dht.get_signed(key).await {
                     Ok(Some(record)) => DhtMessage::SignedSuccess { key, record },
                     Ok(None) | Err(_) => DhtMessage::Failure { key },
@@ -206,7 +237,9 @@ async fn on_frame(
             record,
         }) => {
             let dht = dht.clone();
+            let permit = permit();
             pending.push(Box::pin(async move {
+                let _permit = permit;
                 let key = record.key();
                 let status = dht
                     .put_signed(record, replication)

@@ -8,10 +8,11 @@
 //! Messages too large for a datagram (big items) go as one-way QUIC streams on the same
 //! port.
 
-use super::{Command, Notification};
+use super::{Command, Notification, Waiting};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,7 @@ pub(super) struct Driver {
     gossip: Gossip,
     overlay: Overlay,
     endpoint: Endpoint,
-    clients: HashMap<ClientId, mpsc::Sender<Notification>>,
+    clients: HashMap<ClientId, (mpsc::Sender<Notification>, Arc<Waiting>)>,
     feedback_tx: mpsc::UnboundedSender<Feedback>,
     feedback_rx: mpsc::UnboundedReceiver<Feedback>,
 }
@@ -100,11 +101,23 @@ impl Driver {
         self.overlay.close();
     }
 
+    /// Forgets a local client the module will not feed any more: its channel closes, so
+    /// its API connection ends.
+    fn drop_client(&mut self, client: ClientId, why: &str) {
+        tracing::warn!(?client, "dropping a gossip API client: {why}");
+        self.clients.remove(&client);
+        self.gossip.client_disconnected(now(), client);
+    }
+
     fn on_command(&mut self, command: Command) {
         let now = now();
         match command {
-            Command::Connect { client, deliveries } => {
-                self.clients.insert(client, deliveries);
+            Command::Connect {
+                client,
+                deliveries,
+                waiting,
+            } => {
+                self.clients.insert(client, (deliveries, waiting));
             }
             Command::Notify { client, data_types } => {
                 for data_type in data_types {
@@ -282,16 +295,28 @@ impl Driver {
                 data_type,
                 data,
             } => {
-                let Some(queue) = self.clients.get(&client) else {
+                let Some((queue, waiting)) = self.clients.get(&client) else {
                     return;
                 };
+                let len = data.len();
                 let note = Notification {
                     message_id,
                     data_type,
                     data,
                 };
-                if queue.try_send(note).is_err() {
-                    tracing::warn!(?client, "client does not keep up; notification dropped");
+                match waiting.add(len) {
+                    Ok(()) => match queue.try_send(note) {
+                        Ok(()) => {}
+                        Err(_) => {
+                            waiting.release(len);
+                            self.drop_client(client, "its queue is full");
+                        }
+                    },
+                    Err(true) => self.drop_client(client, "it does not read its notifications"),
+                    Err(false) => tracing::warn!(
+                        ?client,
+                        "all clients together have too much waiting; notification dropped"
+                    ),
                 }
             }
             Event::DisconnectPeer { peer, reason } => {

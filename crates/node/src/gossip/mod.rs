@@ -22,9 +22,82 @@ use voidmesh_proto::{Contact, NodeId};
 /// ALPN protocol name of the gossip overlay.
 pub const GOSSIP_ALPN: &[u8] = b"voidmesh-gossip/1";
 
-/// Notifications queued for one API client before further ones are dropped for it (a
-/// client that does not read cannot make the module's memory grow).
+/// Notifications queued for one client, at most (the byte bounds below come first for
+/// items of more than 1 KiB).
 pub const CLIENT_QUEUE: usize = 1024;
+
+/// Bytes of item data one client may have waiting (queued in the module, and on its API
+/// connection until written to the socket). A client that lets more wait does not read
+/// its notifications: the module drops it (the API connection closes, with a log line).
+pub const CLIENT_QUEUE_BYTES: usize = 1 << 20;
+
+/// Bytes of item data all clients of a module together may have waiting; past this,
+/// notifications are dropped (and logged) until clients catch up.
+pub const ALL_CLIENTS_QUEUE_BYTES: usize = 64 << 20;
+
+/// Bytes of notification data waiting for one client, and for all of a module's.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    client: std::sync::atomic::AtomicUsize,
+    all: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Waiting {
+    /// Counts `bytes` more, unless that would pass a bound: `Err(true)` when it passes
+    /// the client's own (drop the client), `Err(false)` when it passes the module's.
+    pub(crate) fn add(&self, bytes: usize) -> Result<(), bool> {
+        if self.client.load(Ordering::Relaxed) + bytes > CLIENT_QUEUE_BYTES {
+            return Err(true);
+        }
+        if self.all.load(Ordering::Relaxed) + bytes > ALL_CLIENTS_QUEUE_BYTES {
+            return Err(false);
+        }
+        self.client.fetch_add(bytes, Ordering::Relaxed);
+        self.all.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `bytes` no longer wait (delivered, or never queued).
+    pub(crate) fn release(&self, bytes: usize) {
+        let bytes = bytes.min(self.client.load(Ordering::Relaxed));
+        self.client.fetch_sub(bytes, Ordering::Relaxed);
+        self.all.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let left = self.client.load(Ordering::Relaxed);
+        self.all.fetch_sub(left, Ordering::Relaxed);
+    }
+}
+
+/// The items delivered to one client, bounded in bytes ([`CLIENT_QUEUE_BYTES`]).
+pub struct Notifications {
+    rx: mpsc::Receiver<Notification>,
+    waiting: Arc<Waiting>,
+}
+
+impl Notifications {
+    /// The next item, no longer counted as waiting; `None` once the module has stopped
+    /// or dropped this client for not reading.
+    pub async fn recv(&mut self) -> Option<Notification> {
+        let note = self.rx.recv().await?;
+        self.waiting.release(note.data.len());
+        Some(note)
+    }
+
+    /// The next item, still counted as waiting until [`release`](Self::release) is
+    /// called for its bytes (an API connection releases them once written).
+    pub async fn recv_held(&mut self) -> Option<Notification> {
+        self.rx.recv().await
+    }
+
+    /// `bytes` of items taken with [`recv_held`](Self::recv_held) no longer wait.
+    pub fn release(&self, bytes: usize) {
+        self.waiting.release(bytes);
+    }
+}
 
 /// An item delivered to a local client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +115,7 @@ pub(crate) enum Command {
     Connect {
         client: ClientId,
         deliveries: mpsc::Sender<Notification>,
+        waiting: Arc<Waiting>,
     },
     Notify {
         client: ClientId,
@@ -82,6 +156,8 @@ pub struct Stopped;
 pub struct GossipHandle {
     commands: mpsc::Sender<Command>,
     next_client: Arc<AtomicU64>,
+    /// Bytes waiting for all clients (see [`ALL_CLIENTS_QUEUE_BYTES`]).
+    all_waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One local client of the gossip module (an API connection, or the chat). Dropping it
@@ -90,7 +166,7 @@ pub struct GossipClient {
     id: ClientId,
     handle: GossipHandle,
     /// Items of the registered types, in arrival order.
-    pub notifications: mpsc::Receiver<Notification>,
+    pub notifications: Notifications,
 }
 
 impl GossipHandle {
@@ -101,15 +177,20 @@ impl GossipHandle {
     pub async fn connect(&self) -> Result<GossipClient, Stopped> {
         let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        let waiting = Arc::new(Waiting {
+            client: std::sync::atomic::AtomicUsize::new(0),
+            all: self.all_waiting.clone(),
+        });
         self.command(Command::Connect {
             client: id,
             deliveries: tx,
+            waiting: waiting.clone(),
         })
         .await?;
         Ok(GossipClient {
             id,
             handle: self.clone(),
-            notifications: rx,
+            notifications: Notifications { rx, waiting },
         })
     }
 
@@ -296,6 +377,7 @@ impl GossipNode {
             handle: GossipHandle {
                 commands: commands_tx,
                 next_client: Arc::new(AtomicU64::new(1)),
+                all_waiting: Arc::default(),
             },
             node_id,
             p2p_addr,

@@ -70,12 +70,14 @@ impl DhtService {
         let shutdown = CancellationToken::new();
         let handle = node.handle();
         let timeouts = config.api_timeouts;
+        let permits = api::dht::get_permits();
         let api_task = api::server::spawn_on_api_thread(
             listener,
             config.max_api_connections,
             shutdown.clone(),
-            move |stream, peer, stop| {
-                api::dht::handle_connection(stream, peer, handle.clone(), timeouts, stop)
+            move |stream, peer, slot| {
+                let permits = permits.clone();
+                api::dht::handle_connection(stream, peer, handle.clone(), timeouts, permits, slot)
             },
         );
         let join_task = tokio::spawn(join_network(node.handle(), peers, shutdown.clone()));

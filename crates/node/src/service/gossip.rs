@@ -70,12 +70,13 @@ impl GossipService {
         })?;
         let shutdown = CancellationToken::new();
         let handle = node.handle();
+        let read_timeout = config.api_read_timeout;
         let api_task = api::server::spawn_on_api_thread(
             listener,
             config.max_api_connections,
             shutdown.clone(),
-            move |stream, peer, stop| {
-                api::gossip::handle_connection(stream, peer, handle.clone(), stop)
+            move |stream, peer, slot| {
+                api::gossip::handle_connection(stream, peer, handle.clone(), read_timeout, slot)
             },
         );
         let mut peers = config.bootstrappers.clone();
