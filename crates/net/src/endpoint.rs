@@ -18,7 +18,7 @@
 //! handshake chose; the quinn endpoint closes with the last protocol.
 
 use crate::cache::{canonical, remote, Cache};
-use crate::frame::{self, code, read_frame};
+use crate::frame::{self, code, read_frame, read_frame_counted};
 use crate::tls::{self, peer_key, peer_node_id, SERVER_NAME};
 use crate::{EndpointConfig, Identity, Inbound, NetError, Responder, Response};
 use bytes::Bytes;
@@ -32,11 +32,13 @@ use tokio::time::timeout;
 use tracing::{debug, trace, warn};
 use voidmesh_proto::{NodeId, PublicKey, PEER_HEADER_LEN};
 
-/// Capacity of the inbound message channel. When it is full, peers' streams are left
-/// unread, so peers run out of stream credit and wait, rather than anything queueing
-/// without bound (at most [`MAX_REQUESTS_PER_CONNECTION`] +
-/// [`MAX_ONE_WAY_PER_CONNECTION`] streams wait per connection, each for at most the
-/// request timeout).
+/// Capacity of the inbound message channel. A stream takes a place in it only once its
+/// frame has fully arrived (the bytes still arriving count against [`ARRIVING_BYTES`]),
+/// so a stream that sends nothing holds no place. When it is full, read frames wait and
+/// further streams are not accepted, so peers run out of stream credit and wait, rather
+/// than anything queueing without bound (at most [`MAX_REQUESTS_PER_CONNECTION`] +
+/// [`MAX_ONE_WAY_PER_CONNECTION`] streams per connection, each for at most the request
+/// timeout).
 pub const INBOUND_QUEUE: usize = 4096;
 /// Most concurrent requests (bidirectional streams) a peer may have open on one
 /// connection; more wait for a slot. quinn keeps per-connection state for every allowed
@@ -81,7 +83,15 @@ struct Base {
     local_addr: SocketAddr,
     /// The protocols served; an entry leaves when its protocol closes.
     protocols: Mutex<Vec<(Vec<u8>, Weak<Shared>)>>,
+    /// Bytes of peers' frames still arriving, at most [`ARRIVING_BYTES`] (one permit a
+    /// byte): what stalled or slow streams can make this socket hold.
+    arriving: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bytes of incoming frames being read at once on one socket, all peers together. A
+/// stream holds permits only for bytes it sent, until its frame is complete (then the
+/// bytes go to the inbound queue) or its deadline passes.
+pub const ARRIVING_BYTES: usize = 16 << 20;
 
 /// State of one protocol, shared by its handles and its background tasks.
 struct Shared {
@@ -383,6 +393,7 @@ impl StreamSocket {
             local_id: identity.node_id(),
             local_addr,
             protocols: Mutex::new(Vec::new()),
+            arriving: Arc::new(tokio::sync::Semaphore::new(ARRIVING_BYTES)),
         });
         runtime.spawn(accept_loop(base.clone()));
         debug!(%local_addr, id = ?identity.node_id(), "endpoint bound");
@@ -983,19 +994,35 @@ async fn serve(shared: Arc<Shared>, conn: quinn::Connection, peer: NodeId) {
         conn.close(code::BAD_IDENTITY, b"no usable certificate");
         return;
     };
+    // Streams of this connection being served at once: until one ends, no further
+    // stream is accepted, so quinn gives the peer no more stream credit (backpressure).
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        (MAX_REQUESTS_PER_CONNECTION + MAX_ONE_WAY_PER_CONNECTION) as usize,
+    ));
     let reason = loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break quinn::ConnectionError::LocallyClosed;
+        };
         tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     shared.cache().touch(peer, &conn, Instant::now());
-                    tokio::spawn(handle_request(shared.clone(), (peer, key), addr, send, recv));
+                    let work = handle_request(shared.clone(), (peer, key), addr, send, recv);
+                    tokio::spawn(async move {
+                        work.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => break e,
             },
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
                     shared.cache().touch(peer, &conn, Instant::now());
-                    tokio::spawn(handle_message(shared.clone(), (peer, key), addr, recv));
+                    let work = handle_message(shared.clone(), (peer, key), addr, recv);
+                    tokio::spawn(async move {
+                        work.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => break e,
             },
@@ -1044,19 +1071,22 @@ async fn answer(
     recv: &mut quinn::RecvStream,
 ) {
     let max = shared.config.max_message_size;
-    // Room in the inbound queue first: while the application is behind, the stream stays
-    // unread, so the peer runs out of stream credit and waits (backpressure).
-    let Ok(permit) = shared.inbound.reserve().await else {
-        let _ = send.reset(code::NO_REPLY);
-        return;
-    };
-    let message = match read_frame(recv, max).await {
-        Ok(message) => message,
+    // The frame first, counted against the socket's budget of bytes arriving: a stream
+    // that sends nothing holds no slot of the inbound queue (shared by every peer).
+    let (message, arriving) = match read_frame_counted(recv, max, Some(&shared.base.arriving)).await
+    {
+        Ok(read) => read,
         Err(error) => {
             debug!(%addr, %error, "refused a request");
             refuse(Some(send), recv, &error);
             return;
         }
+    };
+    // Then room in the inbound queue: while the application is behind, further streams
+    // wait here, and the peer runs out of stream credit (backpressure).
+    let Ok(permit) = shared.inbound.reserve().await else {
+        let _ = send.reset(code::NO_REPLY);
+        return;
     };
     let (tx, rx) = oneshot::channel();
     permit.send(Inbound {
@@ -1066,6 +1096,7 @@ async fn answer(
         message,
         reply: Some(Responder { tx }),
     });
+    drop(arriving);
     match rx.await {
         Ok(reply) => match frame::check_outgoing(&reply, max) {
             Ok(()) => {
@@ -1094,18 +1125,20 @@ async fn handle_message(
     let limit: Duration = shared.config.request_timeout;
     let max = shared.config.max_message_size;
     let work = async {
-        // As for requests: room in the queue before reading (backpressure).
-        let Ok(permit) = shared.inbound.reserve().await else {
-            return;
-        };
-        match read_frame(&mut recv, max).await {
-            Ok(message) => permit.send(Inbound {
-                from,
-                key,
-                addr,
-                message,
-                reply: None,
-            }),
+        // As for requests: the frame first, then room in the queue.
+        match read_frame_counted(&mut recv, max, Some(&shared.base.arriving)).await {
+            Ok((message, arriving)) => {
+                if let Ok(permit) = shared.inbound.reserve().await {
+                    drop(arriving);
+                    permit.send(Inbound {
+                        from,
+                        key,
+                        addr,
+                        message,
+                        reply: None,
+                    });
+                }
+            }
             Err(error) => {
                 debug!(%addr, %error, "refused a message");
                 refuse(None, &mut recv, &error);
@@ -1270,5 +1303,60 @@ mod tests {
             .unwrap();
         assert_eq!(stopped, Some(code::TOO_LARGE));
         assert!(rx.try_recv().is_err());
+    }
+
+    /// The attack: more streams than the inbound queue has places, each sending two
+    /// bytes of a header and then nothing. Before, each took a place before its bytes
+    /// came, so honest requests waited for them to time out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_streams_hold_no_place_in_the_inbound_queue() {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (server, mut rx) =
+            Endpoint::bind(&Identity::generate(), local, config(Duration::from_secs(3))).unwrap();
+        tokio::spawn(async move {
+            while let Some(message) = rx.recv().await {
+                if let Some(reply) = message.reply {
+                    reply.send(message.message);
+                }
+            }
+        });
+        let per_connection = MAX_REQUESTS_PER_CONNECTION as usize;
+        let mut attackers = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..INBOUND_QUEUE / per_connection + 2 {
+            let (client, _) =
+                Endpoint::bind(&Identity::generate(), local, config(Duration::from_secs(3)))
+                    .unwrap();
+            let (conn, _, _) = client
+                .handle
+                .shared
+                .connection(server.local_addr(), None)
+                .await
+                .unwrap();
+            for _ in 0..per_connection {
+                let (mut send, recv) = conn.open_bi().await.unwrap();
+                send.write_all(&[0, 0]).await.unwrap();
+                attackers.push((send, recv));
+            }
+            clients.push(client);
+        }
+        let (honest, _) =
+            Endpoint::bind(&Identity::generate(), local, config(Duration::from_secs(3))).unwrap();
+        let mut message = vec![0, 0, 0, 10, 0, 1];
+        message.extend_from_slice(b"ping");
+        for round in 0..20 {
+            let started = Instant::now();
+            let reply = honest
+                .request(server.local_addr(), None, Bytes::from(message.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(&reply.message[..], &message[..]);
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "round {round} took {:?}",
+                started.elapsed()
+            );
+        }
+        drop((attackers, clients));
     }
 }

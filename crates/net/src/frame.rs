@@ -7,6 +7,8 @@
 
 use crate::NetError;
 use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use voidmesh_proto::frame::check_peer_frame;
 use voidmesh_proto::{DecodeError, PEER_HEADER_LEN};
 
@@ -74,6 +76,24 @@ pub(crate) async fn read_frame(
     recv: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<Bytes, NetError> {
+    read_frame_counted(recv, max, None)
+        .await
+        .map(|(frame, _)| frame)
+}
+
+/// Like [`read_frame`], counting every byte received after the header against `budget`
+/// (one permit a byte, waited for when the budget is spent): the bytes of frames still
+/// arriving are bounded, and a stream holds only as much as its peer sent. The permits
+/// come back with the frame; dropping them returns the bytes to the budget.
+///
+/// # Errors
+/// As [`read_frame`]; [`NetError::Closed`] when the budget is closed.
+pub(crate) async fn read_frame_counted(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+    budget: Option<&Arc<Semaphore>>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), NetError> {
+    let mut held: Option<OwnedSemaphorePermit> = None;
     let mut header = [0u8; PEER_HEADER_LEN];
     recv.read_exact(&mut header)
         .await
@@ -94,6 +114,18 @@ pub(crate) async fn read_frame(
             .map_err(read_error)?
         {
             Some(chunk) => {
+                if let Some(budget) = budget {
+                    let n = u32::try_from(chunk.bytes.len()).unwrap_or(u32::MAX);
+                    let permit = budget
+                        .clone()
+                        .acquire_many_owned(n)
+                        .await
+                        .map_err(|_| NetError::Closed)?;
+                    match held.as_mut() {
+                        Some(held) => held.merge(permit),
+                        None => held = Some(permit),
+                    }
+                }
                 let needed = frame.len() + chunk.bytes.len();
                 if needed > frame.capacity() {
                     // Double, but never past the declared size.
@@ -111,7 +143,7 @@ pub(crate) async fn read_frame(
         }
     }
     match recv.read_chunk(1, true).await.map_err(read_error)? {
-        None => Ok(Bytes::from(frame)),
+        None => Ok((Bytes::from(frame), held)),
         Some(_) => Err(NetError::Malformed(
             "bytes after the frame (one frame per stream)".to_owned(),
         )),
