@@ -75,7 +75,7 @@ pub mod timers;
 pub(crate) mod test_support;
 
 pub use kademlia::{Kademlia, SignedRejection};
-pub use store::{Record, Removal, StoreChange, StoreOutcome};
+pub use store::{Origin, Record, Removal, StoreChange, StoreOutcome};
 pub use voidmesh_proto::{SignedRecord, SignedRecordError};
 
 use bytes::Bytes;

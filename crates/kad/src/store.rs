@@ -14,9 +14,21 @@
 //!   ([`StoreOutcome::RefusedSigned`]).
 //! - The store is bounded twice: at most `max_records` records and at most `max_bytes`
 //!   bytes ([`Self::size_of`]: value, signature fields and a fixed [`RECORD_OVERHEAD`]).
-//!   When a newcomer does not fit, the records expiring soonest are evicted, with a warning
-//!   in the log, but only records expiring before the newcomer: if that is not enough the
-//!   newcomer is the one refused, and nothing is evicted.
+//! - **Fair shares.** A record stored for a remote node ([`Origin::Peer`]) is charged to
+//!   that node's share and its subnet's (/24, /48; loopback exempt): a share is
+//!   1/[`PEER_SHARE_DIVISOR`] of each bound for one node id, 1/[`SUBNET_SHARE_DIVISOR`]
+//!   for one subnet. Shares only matter once the store is full; an empty store takes
+//!   what comes. When a newcomer does not fit, records are evicted (with a warning in the
+//!   log) in this order, and if that is not enough the newcomer is refused and nothing is
+//!   evicted:
+//!   1. a newcomer whose sender (or subnet) would be over its share may displace only
+//!      that sender's (or subnet's) own records, soonest-expiring first;
+//!   2. otherwise records of senders and subnets over their share go first, the most
+//!      over first, each soonest-expiring first, until they are within their share;
+//!   3. then remote records expiring before the newcomer, soonest first — for this
+//!      node's own PUT ([`Record::publisher`]), any remote record: a remote record never
+//!      outranks this node's own by its TTL;
+//!   4. this node's own records are displaced only by its own newer PUTs expiring later.
 //! - Every record is due for republishing `republish_interval` after it was last stored;
 //!   a copy received from a peer pushes a replica's republish back, since that peer just
 //!   did the work (the Kademlia paper's optimisation). The original publisher's schedule
@@ -29,12 +41,46 @@
 //! the owner drains ([`RecordStore::take_change`]) to keep a durable copy or a read path
 //! in step: the store decides, copies follow.
 
+use crate::routing::Subnet;
 use crate::timers::after;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use voidmesh_proto::signed::SIGNED_RECORD_FIXED_LEN;
-use voidmesh_proto::{Key, SignedRecord, Version};
+use voidmesh_proto::{Key, NodeId, SignedRecord, Version};
+
+/// One remote node may hold 1/this of each bound of a full store (see the module doc).
+pub const PEER_SHARE_DIVISOR: usize = 16;
+
+/// One subnet may hold 1/this of each bound of a full store.
+pub const SUBNET_SHARE_DIVISOR: usize = 8;
+
+/// Where a record offered to the store comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This node: its own PUT, a copy restored from disk, its own republish.
+    Local,
+    /// A STORE from the remote node `id` at an address in `subnet` (`None`: exempt,
+    /// e.g. loopback); charged to their shares.
+    Peer(NodeId, Option<Subnet>),
+    /// From the network without one sender to charge (a read repair of the local copy).
+    Network,
+}
+
+impl Origin {
+    fn is_remote(self) -> bool {
+        !matches!(self, Origin::Local)
+    }
+}
+
+/// What a sender (or a subnet) holds in the store.
+#[derive(Debug, Clone, Default)]
+struct Share {
+    count: usize,
+    bytes: usize,
+    /// `(expiry, key)` of its records, soonest first.
+    expiries: BTreeSet<(Instant, Key)>,
+}
 
 /// Bytes every record is charged besides its value (key, bookkeeping, index entries).
 pub const RECORD_OVERHEAD: usize = 128;
@@ -65,6 +111,8 @@ struct Held {
     signed: Option<SignedRecord>,
     /// When it is next republished; its entry in [`RecordStore::republish`].
     republish_at: Instant,
+    /// The remote node it is held for, and its subnet (see [`Origin::Peer`]).
+    owner: Option<(NodeId, Option<Subnet>)>,
 }
 
 /// One change to what the store holds, in the order it happened.
@@ -145,6 +193,38 @@ pub struct RecordStore {
     republish_interval: Duration,
     /// Changes not yet taken by the owner, oldest first.
     changes: VecDeque<StoreChange>,
+    /// What each remote sender holds.
+    by_peer: HashMap<NodeId, Share>,
+    /// What each subnet's senders hold.
+    by_subnet: HashMap<Subnet, Share>,
+}
+
+/// The victims chosen so far while making room, and the totals once they are gone.
+struct Room {
+    count: usize,
+    bytes: usize,
+    victims: Vec<Key>,
+    /// Victims, and the key being replaced (never a victim).
+    chosen: HashSet<Key>,
+}
+
+impl Room {
+    fn fits(&self, store: &RecordStore) -> bool {
+        self.count <= store.max_records && self.bytes <= store.max_bytes
+    }
+
+    /// Chooses `victim` unless chosen already; the bytes it frees.
+    fn take(&mut self, store: &RecordStore, victim: Key) -> Option<usize> {
+        if !self.chosen.insert(victim) {
+            return None;
+        }
+        let held = store.records.get(&victim)?;
+        let size = RecordStore::size_of(&held.record, held.signed.as_ref());
+        self.count -= 1;
+        self.bytes -= size;
+        self.victims.push(victim);
+        Some(size)
+    }
 }
 
 /// How a newcomer compares with the record held under its key.
@@ -170,6 +250,8 @@ impl RecordStore {
             bytes: 0,
             republish_interval,
             changes: VecDeque::new(),
+            by_peer: HashMap::new(),
+            by_subnet: HashMap::new(),
         }
     }
 
@@ -248,8 +330,8 @@ impl RecordStore {
 
     /// Offers a plain record. `from_peer` is true for a STORE received from another node
     /// (it pushes a replica's republish back); see the module doc for the rules.
-    pub fn put(&mut self, now: Instant, key: Key, record: Record, from_peer: bool) -> StoreOutcome {
-        self.offer(now, key, record, None, from_peer)
+    pub fn put(&mut self, now: Instant, key: Key, record: Record, origin: Origin) -> StoreOutcome {
+        self.offer(now, key, record, None, origin)
     }
 
     /// Offers a signed record, already verified by the caller (signature, key, expiry).
@@ -260,10 +342,10 @@ impl RecordStore {
         now: Instant,
         signed: SignedRecord,
         record: Record,
-        from_peer: bool,
+        origin: Origin,
     ) -> StoreOutcome {
         let key = signed.key();
-        self.offer(now, key, record, Some(signed), from_peer)
+        self.offer(now, key, record, Some(signed), origin)
     }
 
     fn verdict(held: &Held, record: &Record, signed: Option<&SignedRecord>) -> Verdict {
@@ -297,8 +379,13 @@ impl RecordStore {
         key: Key,
         record: Record,
         signed: Option<SignedRecord>,
-        from_peer: bool,
+        origin: Origin,
     ) -> StoreOutcome {
+        let from_peer = origin.is_remote();
+        let owner = match origin {
+            Origin::Peer(id, subnet) if !record.publisher => Some((id, subnet)),
+            _ => None,
+        };
         if record.expires <= now {
             return StoreOutcome::RefusedExpired;
         }
@@ -315,6 +402,7 @@ impl RecordStore {
                 };
                 let old_expiry = held.record.expires;
                 let old_republish = held.republish_at;
+                let kept_owner = held.owner;
                 let old_publisher = held.record.publisher;
                 held.record.expires = held.record.expires.max(record.expires);
                 held.record.publisher |= record.publisher;
@@ -328,6 +416,10 @@ impl RecordStore {
                 if new_expiry != old_expiry {
                     self.expiries.remove(&(old_expiry, key));
                     self.expiries.insert((new_expiry, key));
+                    self.for_each_share(kept_owner, |share| {
+                        share.expiries.remove(&(old_expiry, key));
+                        share.expiries.insert((new_expiry, key));
+                    });
                 }
                 if new_republish != old_republish {
                     self.republish.remove(&(old_republish, key));
@@ -337,7 +429,7 @@ impl RecordStore {
             }
             Verdict::Replace => {
                 let size = Self::size_of(&record, signed.as_ref());
-                if !self.make_room(&key, size, record.expires) {
+                if !self.make_room(&key, size, record.expires, record.publisher, owner) {
                     tracing::warn!(?key, size, "record store full; refused a record expiring sooner than those it would displace");
                     return StoreOutcome::RefusedFull;
                 }
@@ -345,12 +437,19 @@ impl RecordStore {
                 self.bytes += size;
                 self.expiries.insert((record.expires, key));
                 self.republish.insert((republish_at, key));
+                let expires = record.expires;
+                self.for_each_share(owner, |share| {
+                    share.count += 1;
+                    share.bytes += size;
+                    share.expiries.insert((expires, key));
+                });
                 self.records.insert(
                     key,
                     Held {
                         record,
                         signed,
                         republish_at,
+                        owner,
                     },
                 );
                 self.changes.push_back(StoreChange::Held(key));
@@ -359,39 +458,152 @@ impl RecordStore {
         }
     }
 
-    /// Makes room for a record of `size` bytes expiring at `expires` under `key` (which
-    /// replaces whatever `key` holds): evicts the records expiring soonest, but only those
-    /// expiring before `expires`. Returns false, evicting nothing, if that is not enough.
-    fn make_room(&mut self, key: &Key, size: usize, expires: Instant) -> bool {
-        let (mut count, mut bytes) = (self.records.len(), self.bytes);
-        if let Some(held) = self.records.get(key) {
-            count -= 1;
-            bytes -= Self::size_of(&held.record, held.signed.as_ref());
+    /// Runs `f` on the shares `owner` is charged to (its node's, and its subnet's).
+    fn for_each_share(
+        &mut self,
+        owner: Option<(NodeId, Option<Subnet>)>,
+        mut f: impl FnMut(&mut Share),
+    ) {
+        let Some((id, subnet)) = owner else {
+            return;
+        };
+        f(self.by_peer.entry(id).or_default());
+        if let Some(subnet) = subnet {
+            f(self.by_subnet.entry(subnet).or_default());
         }
-        count += 1;
-        bytes = bytes.saturating_add(size);
-        let mut victims = Vec::new();
+    }
+
+    /// The share of one node (`divisor` = [`PEER_SHARE_DIVISOR`]) or one subnet, as
+    /// `(records, bytes)`.
+    fn share_limit(&self, divisor: usize) -> (usize, usize) {
+        (
+            (self.max_records / divisor).max(1),
+            (self.max_bytes / divisor).max(1),
+        )
+    }
+
+    /// Makes room for a record of `size` bytes expiring at `expires` under `key` (which
+    /// replaces whatever `key` holds), by the rules of the module doc; `local` for this
+    /// node's own PUT, `owner` for a remote sender. Returns false, evicting nothing, if
+    /// that is not enough.
+    fn make_room(
+        &mut self,
+        key: &Key,
+        size: usize,
+        expires: Instant,
+        local: bool,
+        owner: Option<(NodeId, Option<Subnet>)>,
+    ) -> bool {
+        let mut room = Room {
+            count: self.records.len() + 1,
+            bytes: self.bytes.saturating_add(size),
+            victims: Vec::new(),
+            chosen: HashSet::new(),
+        };
+        if let Some(held) = self.records.get(key) {
+            room.count -= 1;
+            room.bytes -= Self::size_of(&held.record, held.signed.as_ref());
+            room.chosen.insert(*key);
+        }
+        if room.fits(self) {
+            return true;
+        }
+        // 1. A sender over its share displaces only its own records.
+        if let Some((id, subnet)) = owner {
+            let over = |share: Option<&Share>, (count, bytes): (usize, usize)| {
+                share.is_some_and(|s| s.count + 1 > count || s.bytes + size > bytes)
+            };
+            let peer_share = self.share_limit(PEER_SHARE_DIVISOR);
+            let subnet_share = self.share_limit(SUBNET_SHARE_DIVISOR);
+            let own = if over(self.by_peer.get(&id), peer_share) {
+                self.by_peer.get(&id)
+            } else {
+                subnet
+                    .and_then(|n| self.by_subnet.get(&n))
+                    .filter(|share| over(Some(share), subnet_share))
+            };
+            if let Some(own) = own {
+                for (_, victim) in &own.expiries {
+                    if room.fits(self) {
+                        break;
+                    }
+                    room.take(self, *victim);
+                }
+                return self.commit(room, key);
+            }
+        }
+        // 2. Senders and subnets over their share give way first.
+        self.evict_over_share(&mut room, PEER_SHARE_DIVISOR, |s| &s.by_peer);
+        self.evict_over_share(&mut room, SUBNET_SHARE_DIVISOR, |s| &s.by_subnet);
+        // 3. Remote records expiring before the newcomer (any, for an own PUT).
         for (when, victim) in &self.expiries {
-            if count <= self.max_records && bytes <= self.max_bytes {
+            if room.fits(self) || (!local && *when >= expires) {
                 break;
             }
-            if victim == key {
-                continue;
-            }
-            if *when >= expires {
-                return false;
-            }
-            if let Some(held) = self.records.get(victim) {
-                count -= 1;
-                bytes -= Self::size_of(&held.record, held.signed.as_ref());
-                victims.push(*victim);
+            if self
+                .records
+                .get(victim)
+                .is_some_and(|h| !h.record.publisher)
+            {
+                room.take(self, *victim);
             }
         }
-        if count > self.max_records || bytes > self.max_bytes {
+        // 4. Own records, for an own newer PUT expiring later.
+        if local {
+            for (when, victim) in &self.expiries {
+                if room.fits(self) || *when >= expires {
+                    break;
+                }
+                room.take(self, *victim);
+            }
+        }
+        self.commit(room, key)
+    }
+
+    /// Step 2 of the eviction order for one kind of share (nodes or subnets).
+    fn evict_over_share<S: std::hash::Hash + Eq + Copy>(
+        &self,
+        room: &mut Room,
+        divisor: usize,
+        shares: impl Fn(&Self) -> &HashMap<S, Share>,
+    ) {
+        let (max_count, max_bytes) = self.share_limit(divisor);
+        // The most over their share first.
+        let mut over: Vec<(usize, S)> = shares(self)
+            .iter()
+            .filter(|(_, s)| s.count > max_count || s.bytes > max_bytes)
+            .map(|(k, s)| {
+                (
+                    s.bytes.saturating_sub(max_bytes) + s.count.saturating_sub(max_count),
+                    *k,
+                )
+            })
+            .collect();
+        over.sort_by_key(|(overage, _)| std::cmp::Reverse(*overage));
+        for (_, who) in over {
+            let Some(share) = shares(self).get(&who) else {
+                continue;
+            };
+            let (mut count, mut bytes) = (share.count, share.bytes);
+            for (_, victim) in &share.expiries {
+                if room.fits(self) || (count <= max_count && bytes <= max_bytes) {
+                    break;
+                }
+                if let Some(freed) = room.take(self, *victim) {
+                    count -= 1;
+                    bytes -= freed;
+                }
+            }
+        }
+    }
+
+    /// Evicts the victims chosen if they make room; whether the newcomer fits.
+    fn commit(&mut self, room: Room, key: &Key) -> bool {
+        if !room.fits(self) {
             return false;
         }
-        for victim in victims {
-            tracing::warn!(evicted = ?victim, for_key = ?key, "record store full; evicted the record expiring soonest");
+        for victim in room.victims {
+            tracing::warn!(evicted = ?victim, for_key = ?key, "record store full; evicted a record to make room");
             self.remove(&victim);
             self.changes
                 .push_back(StoreChange::Removed(victim, Removal::Evicted));
@@ -401,9 +613,26 @@ impl RecordStore {
 
     fn remove(&mut self, key: &Key) -> Option<Record> {
         let held = self.records.remove(key)?;
-        self.bytes -= Self::size_of(&held.record, held.signed.as_ref());
+        let size = Self::size_of(&held.record, held.signed.as_ref());
+        self.bytes -= size;
         self.expiries.remove(&(held.record.expires, *key));
         self.republish.remove(&(held.republish_at, *key));
+        let expires = held.record.expires;
+        self.for_each_share(held.owner, |share| {
+            share.count -= 1;
+            share.bytes -= size;
+            share.expiries.remove(&(expires, *key));
+        });
+        if let Some((id, subnet)) = held.owner {
+            if self.by_peer.get(&id).is_some_and(|s| s.count == 0) {
+                self.by_peer.remove(&id);
+            }
+            if let Some(n) = subnet {
+                if self.by_subnet.get(&n).is_some_and(|s| s.count == 0) {
+                    self.by_subnet.remove(&n);
+                }
+            }
+        }
         Some(held.record)
     }
 
@@ -538,7 +767,7 @@ mod tests {
             now,
             key,
             record(b"v", 1, now + Duration::from_secs(5)),
-            true,
+            Origin::Network,
         );
         assert!(s.get(now + Duration::from_secs(4), &key).is_some());
         assert!(s.get(now + Duration::from_secs(5), &key).is_none());
@@ -551,7 +780,7 @@ mod tests {
         let mut s = RecordStore::new(10, Duration::from_secs(3600));
         for n in 1..=5u8 {
             let expires = now + Duration::from_secs(u64::from(n));
-            let _ = s.put(now, Key([n; 32]), record(b"v", 1, expires), true);
+            let _ = s.put(now, Key([n; 32]), record(b"v", 1, expires), Origin::Network);
         }
         assert_eq!(s.expire(now + Duration::from_secs(3)), 3);
         assert_eq!(s.len(), 2);
@@ -565,16 +794,16 @@ mod tests {
         let mut s = RecordStore::new(10, Duration::from_secs(3600));
         let key = Key([1; 32]);
         assert_eq!(
-            s.put(now, key, record(b"new", 5, later), true),
+            s.put(now, key, record(b"new", 5, later), Origin::Network),
             StoreOutcome::Stored
         );
         assert_eq!(
-            s.put(now, key, record(b"old", 4, later), true),
+            s.put(now, key, record(b"old", 4, later), Origin::Network),
             StoreOutcome::RefusedOlder
         );
         assert_eq!(s.get(now, &key).unwrap().value, Bytes::from_static(b"new"));
         assert_eq!(
-            s.put(now, key, record(b"newer", 6, later), true),
+            s.put(now, key, record(b"newer", 6, later), Origin::Network),
             StoreOutcome::Stored
         );
         assert_eq!(
@@ -589,13 +818,13 @@ mod tests {
         let mut s = RecordStore::new(10, Duration::from_secs(3600));
         let key = Key([1; 32]);
         let far = now + Duration::from_secs(100);
-        let _ = s.put(now, key, record(b"v", 5, far), true);
+        let _ = s.put(now, key, record(b"v", 5, far), Origin::Network);
         assert_eq!(
             s.put(
                 now,
                 key,
                 record(b"v", 5, now + Duration::from_secs(10)),
-                true
+                Origin::Network
             ),
             StoreOutcome::Unchanged
         );
@@ -608,15 +837,30 @@ mod tests {
         let now = epoch();
         let mut s = RecordStore::new(2, Duration::from_secs(3600));
         let secs = |n| now + Duration::from_secs(n);
-        let _ = s.put(now, Key([1; 32]), record(b"a", 1, secs(10)), true);
-        let _ = s.put(now, Key([2; 32]), record(b"b", 1, secs(20)), true);
+        let _ = s.put(
+            now,
+            Key([1; 32]),
+            record(b"a", 1, secs(10)),
+            Origin::Network,
+        );
+        let _ = s.put(
+            now,
+            Key([2; 32]),
+            record(b"b", 1, secs(20)),
+            Origin::Network,
+        );
         // Expires before both: refused.
         assert_eq!(
-            s.put(now, Key([3; 32]), record(b"c", 1, secs(5)), true),
+            s.put(now, Key([3; 32]), record(b"c", 1, secs(5)), Origin::Network),
             StoreOutcome::RefusedFull
         );
         assert_eq!(
-            s.put(now, Key([4; 32]), record(b"d", 1, secs(30)), true),
+            s.put(
+                now,
+                Key([4; 32]),
+                record(b"d", 1, secs(30)),
+                Origin::Network
+            ),
             StoreOutcome::Stored
         );
         assert!(s.get(now, &Key([1; 32])).is_none());
@@ -630,13 +874,13 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let mut s = RecordStore::new(10, hour);
         let far = now + 10 * hour;
-        let _ = s.put(now, Key([1; 32]), record(b"a", 1, far), true);
+        let _ = s.put(now, Key([1; 32]), record(b"a", 1, far), Origin::Network);
         let mut own = record(b"b", 1, far);
         own.publisher = true;
-        let _ = s.put(now, Key([2; 32]), own.clone(), false);
+        let _ = s.put(now, Key([2; 32]), own.clone(), Origin::Local);
         let half = now + hour / 2;
-        let _ = s.put(half, Key([1; 32]), record(b"a", 1, far), true);
-        let _ = s.put(half, Key([2; 32]), record(b"b", 1, far), true);
+        let _ = s.put(half, Key([1; 32]), record(b"a", 1, far), Origin::Network);
+        let _ = s.put(half, Key([2; 32]), record(b"b", 1, far), Origin::Network);
         let due: Vec<Key> = s
             .take_due_republish(now + hour)
             .into_iter()
@@ -664,13 +908,16 @@ mod tests {
                 now,
                 Key([n; 32]),
                 sized(100, 1, secs(u64::from(n) * 10)),
-                true,
+                Origin::Network,
             );
         }
         assert_eq!(s.bytes(), 3 * each);
         // Needs the room of two records: the two expiring soonest go.
         let big = sized(100 + each, 1, secs(100));
-        assert_eq!(s.put(now, Key([9; 32]), big, true), StoreOutcome::Stored);
+        assert_eq!(
+            s.put(now, Key([9; 32]), big, Origin::Network),
+            StoreOutcome::Stored
+        );
         assert!(s.get(now, &Key([1; 32])).is_none());
         assert!(s.get(now, &Key([2; 32])).is_none());
         assert!(s.get(now, &Key([3; 32])).is_some());
@@ -688,20 +935,20 @@ mod tests {
                 now,
                 Key([n; 32]),
                 sized(100, 1, secs(u64::from(n) * 10)),
-                true,
+                Origin::Network,
             );
         }
         // Needs two records' room but only one expires before it: refused, all kept.
         let big = sized(100 + each, 1, secs(15));
         assert_eq!(
-            s.put(now, Key([9; 32]), big, true),
+            s.put(now, Key([9; 32]), big, Origin::Network),
             StoreOutcome::RefusedFull
         );
         assert_eq!(s.len(), 3);
         // Larger than the whole bound: refused.
         let huge = sized(3 * each, 1, secs(1000));
         assert_eq!(
-            s.put(now, Key([8; 32]), huge, true),
+            s.put(now, Key([8; 32]), huge, Origin::Network),
             StoreOutcome::RefusedFull
         );
         assert_eq!(s.len(), 3);
@@ -714,11 +961,11 @@ mod tests {
         let far = now + Duration::from_secs(100);
         let each = RECORD_OVERHEAD + 100;
         let mut s = RecordStore::new(100, Duration::from_secs(3600)).with_max_bytes(2 * each);
-        let _ = s.put(now, Key([1; 32]), sized(100, 1, far), true);
-        let _ = s.put(now, Key([2; 32]), sized(100, 1, far), true);
+        let _ = s.put(now, Key([1; 32]), sized(100, 1, far), Origin::Network);
+        let _ = s.put(now, Key([2; 32]), sized(100, 1, far), Origin::Network);
         // A newer version of the same size fits in the place of the old one.
         assert_eq!(
-            s.put(now, Key([1; 32]), sized(100, 2, far), true),
+            s.put(now, Key([1; 32]), sized(100, 2, far), Origin::Network),
             StoreOutcome::Stored
         );
         assert_eq!(s.bytes(), 2 * each);
@@ -752,27 +999,27 @@ mod tests {
         let mut s = RecordStore::new(10, Duration::from_secs(3600));
         let v2 = signed(2, b"two");
         let key = v2.key();
-        let _ = s.put(now, key, record(b"plain", 7, far), true);
+        let _ = s.put(now, key, record(b"plain", 7, far), Origin::Network);
         assert_eq!(
-            s.put_signed(now, v2.clone(), local(&v2, far), true),
+            s.put_signed(now, v2.clone(), local(&v2, far), Origin::Network),
             StoreOutcome::Stored
         );
         assert_eq!(
-            s.put(now, key, record(b"plain", 8, far), true),
+            s.put(now, key, record(b"plain", 8, far), Origin::Network),
             StoreOutcome::RefusedSigned
         );
         let v1 = signed(1, b"one");
         assert_eq!(
-            s.put_signed(now, v1.clone(), local(&v1, far), true),
+            s.put_signed(now, v1.clone(), local(&v1, far), Origin::Network),
             StoreOutcome::RefusedOlder
         );
         let other2 = signed(2, b"other");
         assert_eq!(
-            s.put_signed(now, other2.clone(), local(&other2, far), true),
+            s.put_signed(now, other2.clone(), local(&other2, far), Origin::Network),
             StoreOutcome::RefusedOlder
         );
         assert_eq!(
-            s.put_signed(now, v2.clone(), local(&v2, far), true),
+            s.put_signed(now, v2.clone(), local(&v2, far), Origin::Network),
             StoreOutcome::Unchanged
         );
         assert_eq!(s.get_signed(now, &key), Some(&v2));
@@ -781,12 +1028,95 @@ mod tests {
         s.check_invariants().unwrap();
     }
 
+    /// Offers `n` records of `bytes` bytes from `origin`, keys `[tag, i]`; how many
+    /// were taken.
+    fn flood(
+        s: &mut RecordStore,
+        now: Instant,
+        origin: Origin,
+        tag: u8,
+        n: u16,
+        ttl: Duration,
+    ) -> usize {
+        (0..n)
+            .filter(|i| {
+                let mut key = [tag; 32];
+                key[..2].copy_from_slice(&i.to_be_bytes());
+                let record = sized(10, 1, now + ttl);
+                s.put(now, Key(key), record, origin).is_held()
+            })
+            .count()
+    }
+
+    fn held_with_tag(s: &RecordStore, tag: u8) -> usize {
+        s.records.keys().filter(|k| k.0[2..] == [tag; 30]).count()
+    }
+
+    #[test]
+    fn one_identity_cannot_push_out_other_peers_or_this_nodes_own_records() {
+        let now = epoch();
+        let mut s = RecordStore::new(160, Duration::from_secs(3600));
+        let honest = Origin::Peer(Key([1; 32]), Some(Subnet::V4([10, 0, 1])));
+        let attacker = Origin::Peer(Key([2; 32]), Some(Subnet::V4([10, 0, 2])));
+        let hour = Duration::from_secs(3600);
+        assert_eq!(flood(&mut s, now, honest, 0xB0, 10, hour), 10);
+        // The attack: 24-hour records, far more than the store holds. The empty part
+        // fills; past that, the attacker displaces only its own records.
+        flood(&mut s, now, attacker, 0xA0, 1000, 24 * hour);
+        assert_eq!(s.len(), 160);
+        assert_eq!(
+            held_with_tag(&s, 0xB0),
+            10,
+            "the honest peer's records are kept"
+        );
+        // This node's own PUTs (TTL shorter than the attacker's) are stored.
+        let mut own = sized(10, 1, now + hour);
+        own.publisher = true;
+        assert!(s.put(now, Key([0xC0; 32]), own, Origin::Local).is_held());
+        // Another honest peer, with short TTLs, still gets its records in.
+        let other = Origin::Peer(Key([3; 32]), Some(Subnet::V4([10, 0, 3])));
+        assert_eq!(
+            flood(&mut s, now, other, 0xD0, 5, Duration::from_secs(60)),
+            5
+        );
+        assert_eq!(held_with_tag(&s, 0xB0), 10);
+        s.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_thousand_identities_on_one_subnet_count_as_one_share() {
+        let now = epoch();
+        let mut s = RecordStore::new(160, Duration::from_secs(3600));
+        let hour = Duration::from_secs(3600);
+        let honest = Origin::Peer(Key([1; 32]), Some(Subnet::V4([10, 0, 1])));
+        assert_eq!(flood(&mut s, now, honest, 0xB0, 10, hour), 10);
+        for i in 0..1000u16 {
+            let mut id = [7u8; 32];
+            id[..2].copy_from_slice(&i.to_be_bytes());
+            let sybil = Origin::Peer(Key(id), Some(Subnet::V4([192, 0, 2])));
+            let mut key = [0xA0; 32];
+            key[..2].copy_from_slice(&i.to_be_bytes());
+            let _ = s.put(now, Key(key), sized(10, 1, now + 24 * hour), sybil);
+        }
+        assert_eq!(
+            held_with_tag(&s, 0xB0),
+            10,
+            "the honest peer's records are kept"
+        );
+        let other = Origin::Peer(Key([3; 32]), Some(Subnet::V4([10, 0, 3])));
+        assert_eq!(
+            flood(&mut s, now, other, 0xD0, 5, Duration::from_secs(60)),
+            5
+        );
+        s.check_invariants().unwrap();
+    }
+
     proptest! {
         /// Whatever is offered, the store stays within both bounds and its indexes and
         /// byte count stay consistent.
         #[test]
         fn store_stays_within_its_bounds(
-            ops in proptest::collection::vec((0u8..12, 0usize..600, 1u64..4, 1u64..60, 0u8..5), 1..200),
+            ops in proptest::collection::vec((0u8..12, 0usize..600, 1u64..4, 1u64..60, 0u8..7), 1..200),
             max_records in 1usize..8,
             max_bytes in 0usize..3000,
         ) {
@@ -800,9 +1130,22 @@ mod tests {
                     1 => { let _ = s.take_due_republish(now); }
                     2 => {
                         let r = signed(version, b"sig");
-                        let _ = s.put_signed(now, r.clone(), local(&r, expires), true);
+                        let _ = s.put_signed(now, r.clone(), local(&r, expires), Origin::Network);
                     }
-                    _ => { let _ = s.put(now, Key([key; 32]), sized(len, version, expires), action == 3); }
+                    _ => {
+                        // Three senders on two subnets, the network, and this node.
+                        let origin = match action {
+                            3 => Origin::Network,
+                            4 | 5 => Origin::Peer(
+                                Key([key % 3; 32]),
+                                Some(Subnet::V4([10, 0, key % 2])),
+                            ),
+                            _ => Origin::Local,
+                        };
+                        let mut record = sized(len, version, expires);
+                        record.publisher = origin == Origin::Local && key % 2 == 0;
+                        let _ = s.put(now, Key([key; 32]), record, origin);
+                    }
                 }
                 if let Err(e) = s.check_invariants() {
                     return Err(TestCaseError::fail(e));

@@ -15,7 +15,7 @@ pub use serve::SignedRejection;
 use crate::lookup::DisjointLookup;
 use crate::ratelimit::RateLimiter;
 use crate::routing::{Insert, RoutingTable, Seen};
-use crate::store::{Record, RecordStore, StoreOutcome};
+use crate::store::{Origin, Record, RecordStore, StoreOutcome};
 use crate::timers::{after, Deadline, Deadlines, Timer};
 use crate::{Config, Event, QueryId, RequestFailure, RequestId, Stats, Transmit};
 use bytes::Bytes;
@@ -271,7 +271,7 @@ impl Kademlia {
             replication: self.clamp_replication(record.replication),
             ..record
         };
-        self.store.put(now, key, record, false)
+        self.store.put(now, key, record, Origin::Local)
     }
 
     /// Puts a signed record straight into the local store after the same checks as a
@@ -287,7 +287,7 @@ impl Kademlia {
         publisher: bool,
     ) -> StoreOutcome {
         match self.check_signed(now, &record.key(), &record, replication, publisher) {
-            Ok(local) => self.store.put_signed(now, record, local, false),
+            Ok(local) => self.store.put_signed(now, record, local, Origin::Local),
             Err(SignedRejection::Invalid(voidmesh_proto::SignedRecordError::Expired)) => {
                 StoreOutcome::RefusedExpired
             }
@@ -338,7 +338,7 @@ impl Kademlia {
         let local = self.check_signed(now, &key, &record, replication, true)?;
         let outcome = self
             .store
-            .put_signed(now, record.clone(), local.clone(), false);
+            .put_signed(now, record.clone(), local.clone(), Origin::Local);
         tracing::trace!(?key, ?outcome, "own PUT SIGNED kept locally");
         let job = PutJob {
             key,
@@ -376,7 +376,7 @@ impl Kademlia {
             replication: self.clamp_replication(replication),
             publisher: true,
         };
-        let outcome = self.store.put(now, key, record.clone(), false);
+        let outcome = self.store.put(now, key, record.clone(), Origin::Local);
         tracing::trace!(?key, ?outcome, "own PUT kept locally");
         let job = PutJob {
             key,

@@ -10,7 +10,7 @@ use super::query::{
 use super::serve::remaining_ms;
 use super::Kademlia;
 use crate::lookup::{DisjointLookup, Step};
-use crate::store::Record;
+use crate::store::{Origin, Record};
 use crate::timers::{after, Deadline};
 use crate::{Event, QueryId, RequestId};
 use rand::Rng;
@@ -373,7 +373,7 @@ impl Kademlia {
                         replication,
                         publisher: false,
                     };
-                    let outcome = self.store.put(now, key, record, true);
+                    let outcome = self.store.put(now, key, record, Origin::Network);
                     tracing::debug!(?key, ?outcome, "local copy repaired");
                 }
                 KadMessage::Store {
@@ -387,7 +387,9 @@ impl Kademlia {
             Found::Signed(record) => {
                 if local_stale {
                     if let Ok(local) = self.check_signed(now, &key, record, replication, false) {
-                        let outcome = self.store.put_signed(now, record.clone(), local, true);
+                        let outcome =
+                            self.store
+                                .put_signed(now, record.clone(), local, Origin::Network);
                         tracing::debug!(?key, ?outcome, "local copy repaired");
                     }
                 }
@@ -481,9 +483,9 @@ impl Kademlia {
             && match &job.signed {
                 Some(signed) => {
                     self.store
-                        .put_signed(now, signed.clone(), job.record.clone(), false)
+                        .put_signed(now, signed.clone(), job.record.clone(), Origin::Local)
                 }
-                None => self.store.put(now, key, job.record.clone(), false),
+                None => self.store.put(now, key, job.record.clone(), Origin::Local),
             }
             .is_held();
         let storing = Storing {

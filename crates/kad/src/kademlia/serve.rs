@@ -2,7 +2,8 @@
 //! passes before this node keeps or believes it.
 
 use super::Kademlia;
-use crate::store::Record;
+use crate::routing::subnet_of;
+use crate::store::{Origin, Record};
 use crate::timers::after;
 use std::time::{Duration, Instant};
 use voidmesh_proto::kad_msg::{
@@ -58,6 +59,8 @@ impl Kademlia {
             }
         }
         let count = self.config.k.min(MAX_CONTACTS);
+        // What a STORE is charged to (see `store` "Fair shares").
+        let origin = Origin::Peer(from.id, subnet_of(&from.addr));
         let reply = match request {
             KadMessage::Ping => KadMessage::Pong,
             KadMessage::Store {
@@ -79,7 +82,7 @@ impl Kademlia {
                         replication: self.clamp_replication(replication),
                         publisher: false,
                     };
-                    let outcome = self.store.put(now, key, record, true);
+                    let outcome = self.store.put(now, key, record, origin);
                     tracing::trace!(?key, from = ?from.id, ?outcome, "STORE");
                     outcome.is_held()
                 };
@@ -92,7 +95,7 @@ impl Kademlia {
                 let key = record.key();
                 let stored = match self.check_signed(now, &key, &record, replication, false) {
                     Ok(local) => {
-                        let outcome = self.store.put_signed(now, record, local, true);
+                        let outcome = self.store.put_signed(now, record, local, origin);
                         tracing::trace!(?key, from = ?from.id, ?outcome, "STORE_SIGNED");
                         outcome.is_held()
                     }
