@@ -104,10 +104,9 @@ impl Kademlia {
                     .take(self.config.k)
                     .filter(|c| self.table.id_acceptable(&c.id))
                     .collect();
-                for contact in &contacts {
-                    // Learned from a third party: inserted only where there is room.
-                    self.table.learn(now, *contact);
-                }
+                // Contacts named by a third party do not enter the routing table: a
+                // contact gets in only once it answered this node itself
+                // (`heard_from`), so a liar cannot fill buckets with made-up entries.
                 let accepted = self
                     .queries
                     .get_mut(&id)
