@@ -600,7 +600,12 @@ impl Gossip {
                 self.refill(now);
             }
             GossipPeerMessage::Info { listen_addr } => {
-                self.membership.update_addr(&from.id, listen_addr)
+                // A move is believed only from the new address itself.
+                if listen_addr == from.addr {
+                    self.membership.update_addr(&from.id, listen_addr)
+                } else {
+                    note_claimed_addr(&from, listen_addr);
+                }
             }
         }
     }
@@ -712,12 +717,12 @@ impl Gossip {
             trace!(?peer, "HELLO before we have a proof of work; ignored");
             return;
         };
-        let contact = Contact {
-            addr: listen_addr,
-            ..from
-        };
+        // Dialled back where it was heard from, never where it says (it could name any
+        // address, and make this node send there).
+        note_claimed_addr(&from, listen_addr);
+        let contact = from;
         let accepted = if self.membership.is_member(&peer) {
-            self.membership.update_addr(&peer, listen_addr);
+            self.membership.update_addr(&peer, from.addr);
             true
         } else if self.membership.len() < self.config.max_connections {
             self.join(now, contact);
@@ -760,13 +765,11 @@ impl Gossip {
         for c in contacts.iter().take(self.config.offer_size.max(1)) {
             self.membership.add_candidate(&mut self.rng, *c);
         }
-        let contact = Contact {
-            addr: listen_addr,
-            ..from
-        };
+        note_claimed_addr(&from, listen_addr);
+        let contact = from;
         if accepted {
             if self.membership.is_member(&peer) {
-                self.membership.update_addr(&peer, listen_addr);
+                self.membership.update_addr(&peer, from.addr);
             } else if self.membership.len() < self.config.max_connections {
                 self.join(now, contact);
             } else {
@@ -981,3 +984,11 @@ impl Gossip {
 mod test_support;
 #[cfg(test)]
 mod tests;
+
+/// Logs a listening address a peer claims that is not the one it was heard from (the
+/// claim is not used: see `on_hello`).
+fn note_claimed_addr(from: &Contact, claimed: SocketAddr) {
+    if claimed != from.addr {
+        debug!(peer = ?from.id, %claimed, heard_from = %from.addr, "claimed listening address ignored");
+    }
+}

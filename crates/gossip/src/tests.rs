@@ -480,13 +480,50 @@ fn malformed_traffic_disconnects_the_peer() {
 }
 
 #[test]
-fn info_updates_the_neighbours_address() {
+fn info_from_the_new_address_updates_the_neighbours_address() {
     let t = crate::test_support::epoch();
     let mut g = node(t);
     let _ = join(&mut g, t, 1);
     let addr: SocketAddr = "10.1.1.1:99".parse().unwrap();
-    g.handle_message(t, contact(1), GossipPeerMessage::Info { listen_addr: addr });
+    let moved = Contact { addr, ..contact(1) };
+    g.handle_message(t, moved, GossipPeerMessage::Info { listen_addr: addr });
     assert_eq!(g.view()[0].addr, addr);
+}
+
+/// The attack: a peer names someone else's address as its own, so that the node sends
+/// its gossip there.
+#[test]
+fn a_claimed_address_other_than_the_one_heard_from_is_never_dialled() {
+    let t = crate::test_support::epoch();
+    let mut g = node(t);
+    let _ = join(&mut g, t, 1);
+    let victim: SocketAddr = "10.9.9.9:53".parse().unwrap();
+    g.handle_message(
+        t,
+        contact(1),
+        GossipPeerMessage::Info {
+            listen_addr: victim,
+        },
+    );
+    assert_eq!(
+        g.view()[0].addr,
+        contact(1).addr,
+        "INFO from elsewhere ignored"
+    );
+    g.handle_message(
+        t,
+        contact(2),
+        GossipPeerMessage::Hello {
+            proof: proof_of(2),
+            listen_addr: victim,
+        },
+    );
+    let out = drain(&mut g);
+    assert!(
+        out.transmits.iter().all(|tx| tx.to.addr != victim),
+        "nothing is sent to the claimed address"
+    );
+    assert!(g.view().iter().all(|c| c.addr != victim));
 }
 
 #[test]
