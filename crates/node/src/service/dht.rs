@@ -4,7 +4,7 @@
 use super::{bind_api, resolve_all};
 use crate::api;
 use crate::config::DhtConfig;
-use crate::dht::{DhtHandle, DhtNode};
+use crate::dht::{BootstrapError, DhtHandle, DhtNode};
 use crate::socket::P2pSockets;
 use crate::NodeError;
 use std::net::SocketAddr;
@@ -140,17 +140,43 @@ async fn join_network(dht: DhtHandle, bootstrappers: Vec<String>, shutdown: Canc
     }
     let mut backoff = Duration::from_secs(1);
     loop {
-        match dht.bootstrap(resolve_all(&bootstrappers).await).await {
+        match joined(dht.bootstrap(resolve_all(&bootstrappers).await).await) {
             Ok(contacts) => {
                 tracing::info!(contacts, "joined the network");
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "joining failed; retrying in {backoff:?}"),
+            Err(reason) => tracing::warn!("joining failed: {reason}; retrying in {backoff:?}"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Whether a bootstrap made this node part of the network: it must have answered and
+/// left at least one contact. None means every peer that answered refused this node
+/// (ERROR 403 for the id puzzle, 429 for the rate limit) or knew nobody, so the join is
+/// tried again rather than reported done.
+fn joined(outcome: Result<usize, BootstrapError>) -> Result<usize, String> {
+    match outcome {
+        Ok(0) => Err("the bootstrappers answered but took this node into no routing \
+                      table (refused: id puzzle or rate limit?)"
+            .into()),
+        Ok(contacts) => Ok(contacts),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_that_leaves_no_contact_is_not_a_join() {
+        assert!(joined(Ok(0)).unwrap_err().contains("refused"));
+        assert_eq!(joined(Ok(3)), Ok(3));
+        assert!(joined(Err(BootstrapError::NoPeerAnswered)).is_err());
     }
 }
