@@ -28,7 +28,8 @@ fn config(
     gossip_max: usize,
 ) -> Config {
     let mut text = format!(
-        "data_dir = {}\n[dht]\np2p_address = 127.0.0.1:0\napi_address = 127.0.0.1:0\n",
+        "data_dir = {}\n[dht]\np2p_address = 127.0.0.1:0\napi_address = 127.0.0.1:0\n\
+         id_difficulty = 0\n",
         data_dir.display()
     );
     if let Some((dht, _)) = bootstrap {

@@ -483,7 +483,13 @@ impl Doc<'_> {
                 defaults.max_record_bytes,
                 1024..=usize::MAX,
             )?,
-            id_difficulty: self.number(s, "id_difficulty", defaults.id_difficulty, 0..=32)?,
+            // Identities cost work by default (the library default, for tests, is 0).
+            id_difficulty: self.number(
+                s,
+                "id_difficulty",
+                voidmesh_kad::RECOMMENDED_ID_DIFFICULTY,
+                0..=32,
+            )?,
             disjoint_paths: self.number(s, "disjoint_paths", defaults.disjoint_paths, 1..=16)?,
             max_per_subnet: self.number(s, "max_per_subnet", defaults.max_per_subnet, 0..=255)?,
             peer_rate: self.number(s, "peer_rate", defaults.peer_rate, 0..=1_000_000)?,

@@ -36,7 +36,20 @@ pub fn load_or_create(config: &Config) -> Result<Identity, NodeError> {
     let path = config.data_dir.join(GENERATED_HOSTKEY);
     if path.exists() {
         let identity = Identity::load(&path).map_err(|e| NodeError::Identity(e.to_string()))?;
-        return check(identity, &path);
+        if id_puzzle_ok(&identity.node_id(), difficulty) {
+            return Ok(identity);
+        }
+        // A key this node generated itself under an easier puzzle (an older default):
+        // replaced by one that meets it, the old one kept beside it.
+        let aside = path.with_extension("pem.below-puzzle");
+        std::fs::rename(&path, &aside).map_err(|e| {
+            NodeError::Identity(format!("cannot move {} aside: {e}", path.display()))
+        })?;
+        tracing::warn!(
+            old = %aside.display(),
+            old_node_id = %identity.node_id(),
+            "the generated hostkey does not meet id_difficulty {difficulty}; generating a new one (this node's id changes)"
+        );
     }
     crate::private::private_dir(&config.data_dir).map_err(|e| {
         NodeError::Storage(format!(
@@ -78,5 +91,36 @@ mod tests {
     fn generated_key_solves_the_puzzle() {
         let identity = generate_with_puzzle(6, |_| {});
         assert!(id_puzzle_ok(&identity.node_id(), 6));
+    }
+
+    /// Identities cost work by default: a config that does not say gets the recommended
+    /// puzzle, and a key generated earlier under an easier one is replaced.
+    #[test]
+    fn by_default_a_generated_hostkey_meets_the_recommended_puzzle() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "data_dir = {}\n[dht]\np2p_address = 127.0.0.1:0\napi_address = 127.0.0.1:0\n",
+            dir.path().join("data").display()
+        );
+        let config = Config::parse(&dir.path().join("node.ini"), &text).unwrap();
+        let difficulty = config.dht.as_ref().unwrap().kad.id_difficulty;
+        assert_eq!(difficulty, RECOMMENDED_ID_DIFFICULTY);
+        assert!(difficulty >= 15, "about a second of mining");
+        // An old key below the puzzle, as an earlier default generated it.
+        let old = (0..)
+            .map(|_| Identity::generate())
+            .find(|i| !id_puzzle_ok(&i.node_id(), difficulty))
+            .unwrap();
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        old.save(&config.data_dir.join(GENERATED_HOSTKEY)).unwrap();
+        let identity = load_or_create(&config).unwrap();
+        assert!(id_puzzle_ok(&identity.node_id(), difficulty));
+        assert_ne!(identity.node_id(), old.node_id());
+        assert!(config.data_dir.join("hostkey.pem.below-puzzle").exists());
+        // Reused on the next start.
+        assert_eq!(
+            load_or_create(&config).unwrap().node_id(),
+            identity.node_id()
+        );
     }
 }

@@ -161,9 +161,11 @@ async fn join_network(dht: DhtHandle, bootstrappers: Vec<String>, shutdown: Canc
 /// tried again rather than reported done.
 fn joined(outcome: Result<usize, BootstrapError>) -> Result<usize, String> {
     match outcome {
-        Ok(0) => Err("the bootstrappers answered but took this node into no routing \
+        Ok(0) => Err(
+            "the bootstrappers answered but took this node into no routing \
                       table (refused: id puzzle or rate limit?)"
-            .into()),
+                .into(),
+        ),
         Ok(contacts) => Ok(contacts),
         Err(e) => Err(e.to_string()),
     }
